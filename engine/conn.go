@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"net/netip"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/portier/portier/balancer"
+)
+
+// Connection kinds.
+const (
+	kindListener uint8 = iota + 1
+	kindClient
+	kindBackend
+)
+
+// Connection states.
+const (
+	stListen     uint8 = iota + 1
+	stHandshake        // client: reading first bytes until a name is found
+	stWaitPeer         // client: its backend is connecting
+	stConnecting       // backend: non-blocking connect in progress
+	stForward          // both: bytes flow to the peer
+	stLinger           // client: error answer sent, draining input before close
+)
+
+// Connection flags.
+const (
+	fReadReady  uint16 = 1 << iota // the socket may have bytes (or EOF) to read
+	fWriteReady                    // the socket may take more bytes
+	fHup                           // the peer closed or errored: read to EOF
+	fReadEOF                       // read returned 0
+	fWriteShut                     // we shut down our write side
+	fQueued                        // in loop.ready
+)
+
+// conn is one socket: a listener, a client or a backend. Client and backend
+// of a pair point at each other through peer.
+type conn struct {
+	fd    int
+	kind  uint8
+	state uint8
+	flags uint16
+
+	peer *conn
+	ln   *listener // client and listener: the listener it came from
+
+	remote netip.AddrPort // client: its address
+
+	// first holds a client's bytes until a backend is connected.
+	first *bytebufferpool.ByteBuffer
+	// pend holds bytes read from the peer that this socket could not take yet;
+	// while it is non-empty the peer is not read (flow control).
+	pend    []byte
+	pendOff int
+
+	pool    *balancer.Pool
+	backend *balancer.Backend
+	tries   int
+
+	// timer list membership
+	list       uint8
+	prev, next *conn
+	since      int64 // when it entered its list
+	active     int64 // client: last time a byte moved either way
+
+	bytesUp, bytesDown int64 // client: bytes client->backend and backend->client
+}
+
+// listener is a listening socket's description, shared by the loops.
+type listener struct {
+	idx  int
+	spec ListenerSpec
+}
+
+func (c *conn) reset() {
+	*c = conn{fd: -1}
+}

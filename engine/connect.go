@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
+)
+
+// connectNext dials the pool's next backend, trying up to Retries more after
+// failures before answering the client that no backend is reachable.
+func (l *loop) connectNext(c *conn) {
+	for c.tries <= l.e.opts.Retries {
+		b := c.pool.Pick()
+		if b == nil {
+			break
+		}
+		c.tries++
+		bc, err := l.dial(b)
+		if err != nil {
+			l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
+				"backend", b.Addr, "err", err)
+			continue
+		}
+		bc.peer = c
+		c.peer = bc
+		c.backend = b
+		return
+	}
+	l.reject(c, rejNoBackend, nil, nil)
+}
+
+// dial starts a non-blocking connect on the loop; completion arrives as EPOLLOUT.
+func (l *loop) dial(b *balancer.Backend) (*conn, error) {
+	var (
+		fam int
+		sa  unix.Sockaddr
+	)
+	if a := b.Addr.Addr(); a.Is4() || a.Is4In6() {
+		fam = unix.AF_INET
+		l.sa4.Port = int(b.Addr.Port())
+		l.sa4.Addr = a.Unmap().As4()
+		sa = &l.sa4
+	} else {
+		fam = unix.AF_INET6
+		l.sa6.Port = int(b.Addr.Port())
+		l.sa6.Addr = a.As16()
+		sa = &l.sa6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.EMFILE || err == unix.ENFILE {
+			l.pauseAccept(err)
+		}
+		return nil, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	if err := l.register(fd); err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	bc := l.newConn(fd, kindBackend)
+	bc.state = stConnecting
+	l.setList(bc, listConnect)
+	return bc, nil
+}
+
+// connected completes a backend's connect and starts forwarding.
+func (l *loop) connected(bc *conn) {
+	if !l.peerConnected(bc.fd) {
+		soerr, err := unix.GetsockoptInt(bc.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && soerr == 0 {
+			return // stale event: still connecting
+		}
+		if err == nil {
+			err = unix.Errno(soerr)
+		}
+		l.connectFailed(bc, err)
+		return
+	}
+	c := bc.peer
+	l.setList(bc, listNone)
+	bc.state = stForward
+	c.state = stForward
+	l.setList(c, listIdle)
+	l.e.stats.Forwarded.Add(1)
+
+	first := c.first
+	c.first = nil
+	c.bytesUp += int64(len(first.B))
+	ok := l.send(bc, first.B)
+	putFirst(first)
+	if !ok {
+		return
+	}
+	if c.flags&fReadReady != 0 || c.flags&fReadEOF != 0 {
+		if c.flags&fReadEOF != 0 {
+			// The client half-closed with its request: pass the FIN on.
+			l.shutWrite(bc)
+		} else {
+			l.pump(c)
+		}
+	}
+	if bc.state == stForward && bc.flags&fReadReady != 0 {
+		l.pump(bc)
+	}
+}
+
+func (l *loop) connectFailed(bc *conn, err error) {
+	c := bc.peer
+	l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
+		"backend", c.backend.Addr, "err", err)
+	c.peer = nil
+	bc.peer = nil
+	c.backend = nil
+	l.closeConn(bc)
+	l.connectNext(c)
+}

@@ -1,0 +1,203 @@
+// Package engine runs portier's event loops: it accepts connections, reads
+// their first bytes until the parser finds a name, dials a backend without
+// blocking and then forwards bytes both ways under flow control.
+//
+// Each loop is one goroutine locked to an OS thread that owns a gnet netpoll
+// poller (epoll, edge-triggered), its own SO_REUSEPORT listening sockets and
+// every connection it accepted. Nothing on a loop blocks: no DNS, no Redis, no
+// locks. See docs/design.md for why the loops use gnet's poller directly rather
+// than gnet's engine.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portier/portier/balancer"
+)
+
+// ListenerSpec describes one listening address.
+type ListenerSpec struct {
+	Name    string
+	Address string          // "127.0.0.1:8080", "[::1]:8443"; port 0 picks a free one
+	Scheme  balancer.Scheme // SchemeHTTP routes by Host, SchemeTLS by SNI
+}
+
+// Options configures an Engine. Zero values take the documented defaults.
+type Options struct {
+	Listeners        []ListenerSpec
+	Router           *balancer.Router
+	Loops            int           // event loops; 0 means one per CPU
+	HandshakeTimeout time.Duration // first bytes must name a route within this (default 5s)
+	ConnectTimeout   time.Duration // backend connect (default 3s)
+	IdleTimeout      time.Duration // no byte either way (default 300s)
+	MaxHeaderBytes   int           // request head / ClientHello limit (default 16 KiB)
+	Retries          int           // further backends tried after a failed connect (default 2)
+	Logger           *slog.Logger  // default slog.Default()
+}
+
+func (o *Options) setDefaults() {
+	if o.Loops <= 0 {
+		o.Loops = runtime.GOMAXPROCS(0)
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 5 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 3 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 300 * time.Second
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 16 << 10
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	} else if o.Retries == 0 {
+		o.Retries = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Engine is a set of event loops serving the same listeners.
+type Engine struct {
+	opts  Options
+	loops []*loop
+	addrs []netip.AddrPort // bound address per listener spec
+	stats Stats
+
+	wg       sync.WaitGroup
+	stopTick chan struct{}
+	closed   atomic.Bool
+}
+
+// Stats are engine-wide counters, updated atomically by the loops.
+type Stats struct {
+	Accepted  atomic.Int64 // connections accepted
+	Open      atomic.Int64 // client connections currently open
+	Rejected  atomic.Int64 // answered with an error status or alert
+	Forwarded atomic.Int64 // paired with a backend
+}
+
+// New validates opts and binds every listener on every loop. Call Start to serve.
+func New(opts Options) (*Engine, error) {
+	opts.setDefaults()
+	if len(opts.Listeners) == 0 {
+		return nil, errors.New("engine: no listeners")
+	}
+	if opts.Router == nil {
+		return nil, errors.New("engine: no router")
+	}
+	e := &Engine{opts: opts, stopTick: make(chan struct{})}
+	for i := 0; i < opts.Loops; i++ {
+		l, err := newLoop(e, i)
+		if err != nil {
+			e.closeLoops()
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+	}
+	for i, spec := range opts.Listeners {
+		ap, err := netip.ParseAddrPort(spec.Address)
+		if err != nil {
+			host, port, serr := net.SplitHostPort(spec.Address)
+			if serr != nil {
+				e.closeLoops()
+				return nil, fmt.Errorf("listener %s: address %q: %w", spec.Name, spec.Address, serr)
+			}
+			ips, rerr := net.DefaultResolver.LookupNetIP(context.Background(), "ip", host)
+			if rerr != nil || len(ips) == 0 {
+				e.closeLoops()
+				return nil, fmt.Errorf("listener %s: resolve %q: %w", spec.Name, host, rerr)
+			}
+			ap, err = netip.ParseAddrPort(net.JoinHostPort(ips[0].Unmap().String(), port))
+			if err != nil {
+				e.closeLoops()
+				return nil, fmt.Errorf("listener %s: address %q: %w", spec.Name, spec.Address, err)
+			}
+		}
+		// Loop 0 binds first so that port 0 resolves to one port shared by all loops.
+		for _, l := range e.loops {
+			bound, err := l.listen(i, spec, ap)
+			if err != nil {
+				e.closeLoops()
+				return nil, fmt.Errorf("listener %s: %w", spec.Name, err)
+			}
+			ap = bound
+		}
+		e.addrs = append(e.addrs, ap)
+	}
+	return e, nil
+}
+
+// Addrs returns the bound address of each listener, in Options.Listeners order.
+func (e *Engine) Addrs() []netip.AddrPort { return e.addrs }
+
+// Stats returns the engine's live counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Start runs the loops in their own goroutines and returns at once.
+func (e *Engine) Start() {
+	for _, l := range e.loops {
+		e.wg.Add(1)
+		go func(l *loop) {
+			defer e.wg.Done()
+			l.run()
+		}(l)
+	}
+	// The poller blocks in epoll_wait without a timeout, so a ticker wakes
+	// each loop to expire deadlines.
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stopTick:
+				return
+			case <-t.C:
+				for _, l := range e.loops {
+					l.trigger(l.sweepTask)
+				}
+			}
+		}
+	}()
+}
+
+// Close stops accepting, closes every connection and waits for the loops to exit.
+func (e *Engine) Close() error {
+	if !e.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(e.stopTick)
+	for _, l := range e.loops {
+		l.trigger(l.stopTask)
+	}
+	e.wg.Wait()
+	e.closeLoops()
+	return nil
+}
+
+func (e *Engine) closeLoops() {
+	for _, l := range e.loops {
+		l.release()
+	}
+}
+
+// tick is how often each loop expires deadlines; timeouts are this coarse.
+const tick = 100 * time.Millisecond
+
+// Loops reports how many event loops run.
+func (e *Engine) Loops() int { return len(e.loops) }

@@ -1,0 +1,161 @@
+package engine
+
+import (
+	"errors"
+
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/parser"
+)
+
+func (l *loop) accept(ln *conn) {
+	for i := 0; i < acceptsPerEvent; i++ {
+		fd, remote, err := l.accept4(ln.fd)
+		if err != nil {
+			switch err {
+			case unix.EAGAIN:
+			case unix.EINTR, unix.ECONNABORTED:
+				continue
+			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+				l.pauseAccept(err)
+			default:
+				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
+			}
+			return
+		}
+		c := l.newConn(fd, kindClient)
+		c.state = stHandshake
+		c.ln = ln.ln
+		c.remote = remote
+		if err := l.register(fd); err != nil {
+			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
+			l.conns[fd] = nil
+			_ = unix.Close(fd)
+			c.reset()
+			l.free = append(l.free, c)
+			continue
+		}
+		l.e.stats.Accepted.Add(1)
+		l.e.stats.Open.Add(1)
+		l.setList(c, listHandshake)
+	}
+}
+
+// pauseAccept stops accepting for a few ticks when descriptors or memory run
+// out: a level-triggered listener would otherwise wake the loop in a spin.
+func (l *loop) pauseAccept(err error) {
+	if l.acceptPaused == 0 {
+		l.e.opts.Logger.Warn("accept paused: out of resources", "err", err, "loop", l.id)
+	}
+	l.acceptPaused = acceptPauseTicks
+	for _, ln := range l.lns {
+		_ = l.poller.Delete(ln.fd)
+	}
+}
+
+func (l *loop) resumeAccept() {
+	for _, ln := range l.lns {
+		if ln.fd >= 0 {
+			l.pa.FD = ln.fd
+			_ = l.poller.AddRead(&l.pa, false)
+		}
+	}
+}
+
+// handshakeRead buffers a client's first bytes and examines them.
+func (l *loop) handshakeRead(c *conn) {
+	limit := l.e.opts.MaxHeaderBytes
+	if c.first == nil {
+		c.first = bytebufferpool.Get()
+	}
+	for c.flags&fReadReady != 0 {
+		// Read at most one byte past the limit: enough to tell it was exceeded.
+		room := limit + 1 - len(c.first.B)
+		if room <= 0 {
+			break
+		}
+		if room > len(l.buf) {
+			room = len(l.buf)
+		}
+		n, err := unix.Read(c.fd, l.buf[:room])
+		if n > 0 {
+			c.first.B = append(c.first.B, l.buf[:n]...)
+			if n < room && c.flags&fHup == 0 {
+				c.flags &^= fReadReady
+			}
+			continue
+		}
+		if n == 0 {
+			c.flags = c.flags&^fReadReady | fReadEOF
+			break
+		}
+		if err == unix.EAGAIN {
+			c.flags &^= fReadReady
+			break
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		l.closeConn(c) // reset by the client before it said anything useful
+		return
+	}
+	l.examine(c)
+}
+
+// examine parses the buffered first bytes: route, wait for more, or reject.
+func (l *loop) examine(c *conn) {
+	data := c.first.B
+	var (
+		name []byte
+		err  error
+	)
+	tlsListener := c.ln.spec.Scheme == balancer.SchemeTLS
+	if tlsListener {
+		err = parser.ParseClientHello(data, &l.hello)
+		name = l.hello.ServerName
+	} else {
+		err = parser.ParseRequestHead(data, &l.head)
+		name = l.head.Host
+	}
+	switch {
+	case err == nil:
+		l.route(c, name)
+	case errors.Is(err, parser.ErrNeedMore):
+		switch {
+		case len(data) > l.e.opts.MaxHeaderBytes:
+			l.reject(c, rejTooLarge, nil, nil)
+		case c.flags&fReadEOF != 0 && len(data) == 0:
+			l.closeConn(c) // connected and left: a probe, nothing to answer
+		case c.flags&fReadEOF != 0:
+			l.reject(c, rejTruncated, nil, nil)
+		}
+	case errors.Is(err, parser.ErrNotThisProtocol):
+		if tlsListener && !errors.Is(parser.ParseRequestHead(data, &l.head), parser.ErrNotThisProtocol) {
+			l.reject(c, rejPlainHTTPOnTLS, nil, err)
+			return
+		}
+		l.reject(c, rejNotProtocol, nil, err)
+	default:
+		l.reject(c, rejMalformed, nil, err)
+	}
+}
+
+// route picks the pool for name and starts connecting to a backend.
+func (l *loop) route(c *conn, name []byte) {
+	pool := l.e.opts.Router.Load().Lookup(c.ln.spec.Scheme, name)
+	if pool == nil {
+		if len(name) == 0 {
+			l.reject(c, rejNoName, nil, nil)
+		} else {
+			l.reject(c, rejUnknownName, name, nil)
+		}
+		return
+	}
+	c.pool = pool
+	c.tries = 0
+	c.state = stWaitPeer
+	l.setList(c, listNone)
+	l.connectNext(c)
+}

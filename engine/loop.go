@@ -1,0 +1,247 @@
+package engine
+
+import (
+	"errors"
+	"runtime"
+	"time"
+
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/panjf2000/gnet/v2/pkg/queue"
+	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/parser"
+)
+
+const (
+	readBufSize      = 64 << 10 // one read; also the most a connection holds in user space per direction
+	readsPerEvent    = 4        // reads per wakeup before other connections get a turn
+	acceptsPerEvent  = 64
+	maxFreeConns     = 4096
+	maxFreeBufs      = 64
+	lingerTimeout    = 2 * time.Second
+	acceptPauseTicks = 2 // after EMFILE, listeners rest this many ticks
+)
+
+// loop owns a poller and every connection accepted on it; only its goroutine
+// touches them.
+type loop struct {
+	id     int
+	e      *Engine
+	poller *netpoll.Poller
+	conns  []*conn // indexed by file descriptor
+	lns    []*conn // this loop's listening sockets
+	buf    []byte  // shared read buffer
+	now    int64   // unix nanoseconds, refreshed every tick
+
+	free    []*conn
+	bufFree [][]byte
+
+	// Deadline lists. Each holds connections in the order their fixed
+	// timeout started, so expiry only looks at the head.
+	handshakes, connects, idles, lingers list
+
+	ready      []*conn // connections with more to read after their read budget
+	readySpare []*conn
+	readyQueue bool
+
+	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+
+	hello parser.ClientHello
+	head  parser.RequestHead
+
+	sa4    unix.SockaddrInet4
+	sa6    unix.SockaddrInet6
+	rsa    unix.RawSockaddrAny
+	rsaLen uint32
+	pa     netpoll.PollAttachment
+
+	sweepTask, stopTask, readyTask queue.Func
+}
+
+func newLoop(e *Engine, id int) (*loop, error) {
+	p, err := netpoll.OpenPoller()
+	if err != nil {
+		return nil, err
+	}
+	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	l.handshakes.init(listHandshake)
+	l.connects.init(listConnect)
+	l.idles.init(listIdle)
+	l.lingers.init(listLinger)
+	l.sweepTask = func(any) error { l.sweep(); return nil }
+	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.stopTask = func(any) error {
+		l.closeAll()
+		return gerrors.ErrEngineShutdown
+	}
+	return l, nil
+}
+
+func (l *loop) trigger(f queue.Func) {
+	_ = l.poller.Trigger(queue.HighPriority, f, nil)
+}
+
+func (l *loop) run() {
+	// One thread per loop keeps its epoll and caches hot.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err := l.poller.Polling(l.onEvent)
+	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
+		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+	}
+}
+
+// release closes the poller and any listening socket left; called after run returned.
+func (l *loop) release() {
+	for _, ln := range l.lns {
+		if ln.fd >= 0 {
+			_ = unix.Close(ln.fd)
+			ln.fd = -1
+		}
+	}
+	_ = l.poller.Close()
+}
+
+func (l *loop) closeAll() {
+	for _, ln := range l.lns {
+		if ln.fd >= 0 {
+			l.conns[ln.fd] = nil
+			_ = unix.Close(ln.fd)
+			ln.fd = -1
+		}
+	}
+	for _, c := range l.conns {
+		if c != nil && c.kind == kindClient {
+			l.closeConn(c)
+		}
+	}
+	for _, c := range l.conns {
+		if c != nil {
+			l.closeConn(c)
+		}
+	}
+}
+
+func (l *loop) setConn(fd int, c *conn) {
+	if fd >= len(l.conns) {
+		n := 2 * len(l.conns)
+		if n < 1024 {
+			n = 1024
+		}
+		for n <= fd {
+			n *= 2
+		}
+		grown := make([]*conn, n)
+		copy(grown, l.conns)
+		l.conns = grown
+	}
+	l.conns[fd] = c
+}
+
+func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	if fd >= len(l.conns) {
+		return nil
+	}
+	c := l.conns[fd]
+	if c == nil {
+		return nil
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.flags |= fReadReady
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.flags |= fHup
+		}
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.flags |= fWriteReady
+	}
+	switch c.state {
+	case stListen:
+		l.accept(c)
+	case stHandshake:
+		if c.flags&fReadReady != 0 {
+			l.handshakeRead(c)
+		}
+	case stConnecting:
+		if c.flags&fWriteReady != 0 {
+			l.connected(c)
+		}
+	case stForward:
+		if c.flags&fWriteReady != 0 && c.pend != nil {
+			l.flush(c)
+			if c.state != stForward {
+				return nil
+			}
+		}
+		if c.flags&fReadReady != 0 {
+			l.pump(c)
+		}
+	case stLinger:
+		l.lingerRead(c)
+	case stWaitPeer:
+		// The client waits for its backend to connect; its bytes stay in the
+		// socket (flow control) until then.
+	}
+	return nil
+}
+
+// getBuf returns a buffer for bytes a peer could not take yet.
+func (l *loop) getBuf() []byte {
+	if n := len(l.bufFree); n > 0 {
+		b := l.bufFree[n-1]
+		l.bufFree = l.bufFree[:n-1]
+		return b[:0]
+	}
+	return make([]byte, 0, readBufSize)
+}
+
+func (l *loop) putBuf(b []byte) {
+	if len(l.bufFree) < maxFreeBufs && cap(b) == readBufSize {
+		l.bufFree = append(l.bufFree, b[:0])
+	}
+}
+
+func (l *loop) newConn(fd int, kind uint8) *conn {
+	var c *conn
+	if n := len(l.free); n > 0 {
+		c = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		c = new(conn)
+	}
+	c.fd = fd
+	c.kind = kind
+	l.setConn(fd, c)
+	return c
+}
+
+// scheduleRead queues c to read again after other connections had their turn.
+func (l *loop) scheduleRead(c *conn) {
+	if c.flags&fQueued != 0 {
+		return
+	}
+	c.flags |= fQueued
+	l.ready = append(l.ready, c)
+	if !l.readyQueue {
+		l.readyQueue = true
+		l.trigger(l.readyTask)
+	}
+}
+
+func (l *loop) runReady() {
+	l.readyQueue = false
+	batch := l.ready
+	l.ready = l.readySpare[:0]
+	for i, c := range batch {
+		batch[i] = nil
+		if c.flags&fQueued == 0 { // closed meanwhile
+			continue
+		}
+		c.flags &^= fQueued
+		if c.state == stForward {
+			l.pump(c)
+		}
+	}
+	l.readySpare = batch[:0]
+}

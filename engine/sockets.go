@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"golang.org/x/sys/unix"
+)
+
+const listenBacklog = 4096
+
+// listen binds spec on this loop with SO_REUSEPORT so every loop accepts on
+// the same port and the kernel spreads connections between them.
+func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.AddrPort, error) {
+	fam, sa := sockaddrOf(ap)
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ap, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(what string, err error) (netip.AddrPort, error) {
+		_ = unix.Close(fd)
+		return ap, fmt.Errorf("%s %s: %w", what, ap, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail("SO_REUSEPORT", err)
+	}
+	if fam == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
+	}
+	// Accepted sockets inherit TCP_NODELAY from the listener: one syscall here
+	// instead of one per connection.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return fail("TCP_NODELAY", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, listenBacklog); err != nil {
+		return fail("listen", err)
+	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	ap = addrPortOf(bound)
+	c := l.newConn(fd, kindListener)
+	c.state = stListen
+	c.ln = &listener{idx: idx, spec: spec}
+	l.lns = append(l.lns, c)
+	// Level-triggered: a listener we stop accepting on (EMFILE) is removed
+	// from the poller, so no event is lost and none spins.
+	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+		l.conns[fd] = nil
+		return fail("epoll add", err)
+	}
+	return ap, nil
+}
+
+func sockaddrOf(ap netip.AddrPort) (int, unix.Sockaddr) {
+	if a := ap.Addr(); a.Is4() || a.Is4In6() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// rawAddrPort decodes a kernel sockaddr without allocating (unix.Accept4
+// allocates a Sockaddr per call).
+func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), uint16(port[0])<<8|uint16(port[1]))
+	case unix.AF_INET6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&p.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr).Unmap(), uint16(port[0])<<8|uint16(port[1]))
+	}
+	return netip.AddrPort{}
+}
+
+// accept4 accepts one connection into a non-blocking socket.
+func (l *loop) accept4(fd int) (int, netip.AddrPort, error) {
+	l.rsaLen = unix.SizeofSockaddrAny
+	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
+		uintptr(unsafe.Pointer(&l.rsaLen)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, netip.AddrPort{}, errno
+	}
+	return int(nfd), rawAddrPort(&l.rsa), nil
+}
+
+// peerConnected reports whether fd's connect completed (getpeername succeeds).
+// It guards against a stale EPOLLOUT for a reused descriptor number.
+func (l *loop) peerConnected(fd int) bool {
+	l.rsaLen = unix.SizeofSockaddrAny
+	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
+		uintptr(unsafe.Pointer(&l.rsaLen)))
+	return errno == 0
+}
+
+// register adds fd to the poller, edge-triggered, for reads and writes.
+func (l *loop) register(fd int) error {
+	l.pa.FD = fd
+	return l.poller.AddReadWrite(&l.pa, true)
+}

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"github.com/portier/portier/balancer"
+)
+
+// Deadline lists: intrusive, doubly linked, one per fixed timeout, so adding,
+// removing and expiring are O(1) and allocate nothing.
+const (
+	listNone uint8 = iota
+	listHandshake
+	listConnect
+	listIdle
+	listLinger
+)
+
+type list struct {
+	id         uint8
+	head, tail *conn
+}
+
+func (q *list) init(id uint8) { q.id = id }
+
+func (q *list) push(c *conn, now int64) {
+	c.list = q.id
+	c.since = now
+	c.prev, c.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.next = c
+	} else {
+		q.head = c
+	}
+	q.tail = c
+}
+
+func (q *list) remove(c *conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		q.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		q.tail = c.prev
+	}
+	c.prev, c.next, c.list = nil, nil, listNone
+}
+
+func (l *loop) listOf(id uint8) *list {
+	switch id {
+	case listHandshake:
+		return &l.handshakes
+	case listConnect:
+		return &l.connects
+	case listIdle:
+		return &l.idles
+	case listLinger:
+		return &l.lingers
+	}
+	return nil
+}
+
+// setList moves c to list id (listNone removes it).
+func (l *loop) setList(c *conn, id uint8) {
+	if c.list != listNone {
+		l.listOf(c.list).remove(c)
+	}
+	if id != listNone {
+		l.listOf(id).push(c, l.now)
+	}
+}
+
+// sweep runs every tick on the loop: refresh the clock, expire deadlines,
+// re-arm listeners paused after EMFILE.
+func (l *loop) sweep() {
+	l.now = time.Now().UnixNano()
+	o := &l.e.opts
+	for c := l.handshakes.head; c != nil && l.now-c.since >= int64(o.HandshakeTimeout); c = l.handshakes.head {
+		if c.ln.spec.Scheme == balancer.SchemeHTTP {
+			l.reject(c, rejTimeout, nil, nil)
+		} else {
+			l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
+				"reason", rejTimeout.reason)
+			l.e.stats.Rejected.Add(1)
+			l.closeConn(c)
+		}
+	}
+	for c := l.connects.head; c != nil && l.now-c.since >= int64(o.ConnectTimeout); c = l.connects.head {
+		l.connectFailed(c, errConnectTimeout)
+	}
+	for c := l.idles.head; c != nil && l.now-c.since >= int64(o.IdleTimeout); c = l.idles.head {
+		l.closePair(c)
+	}
+	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {
+		l.closeConn(c)
+	}
+	if l.acceptPaused > 0 {
+		l.acceptPaused--
+		if l.acceptPaused == 0 {
+			l.resumeAccept()
+		}
+	}
+}
+
+var errConnectTimeout = errors.New("connect timeout")
