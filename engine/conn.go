@@ -33,6 +33,7 @@ const (
 	fReadEOF                       // read returned 0
 	fWriteShut                     // we shut down our write side
 	fQueued                        // in loop.ready
+	fProxied                       // client: its PROXY header was consumed
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend
@@ -46,7 +47,8 @@ type conn struct {
 	peer *conn
 	ln   *listener // client and listener: the listener it came from
 
-	remote netip.AddrPort // client: its address
+	remote netip.AddrPort // client: its address (as announced by a trusted PROXY header)
+	local  netip.AddrPort // client: the address it connected to (known once needed)
 
 	// first holds a client's bytes until a backend is connected.
 	first *bytebufferpool.ByteBuffer

@@ -4,6 +4,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/parser"
+	"github.com/portier/portier/proxyproto"
 )
 
 // connectNext dials the pool's next backend, trying up to Retries more after
@@ -91,7 +93,15 @@ func (l *loop) connected(bc *conn) {
 	first := c.first
 	c.first = nil
 	c.bytesUp += int64(len(first.B))
-	ok := l.send(bc, first.B)
+	var ok bool
+	if pp := c.backend.Spec.Proxy; pp != balancer.ProxyNone {
+		out := l.proxyHeader(c, pp, first.B)
+		out = append(out, first.B...)
+		ok = l.send(bc, out)
+		l.putBuf(out)
+	} else {
+		ok = l.send(bc, first.B)
+	}
 	putFirst(first)
 	if !ok {
 		return
@@ -118,4 +128,28 @@ func (l *loop) connectFailed(bc *conn, err error) {
 	c.backend = nil
 	l.closeConn(bc)
 	l.connectNext(c)
+}
+
+// proxyHeader renders the PROXY protocol header announcing c's client to its
+// backend into a loop buffer. For v2 it re-reads the name and ALPN from the
+// buffered first bytes (the loop's parser state belongs to whoever parsed last).
+func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first []byte) []byte {
+	if !c.local.IsValid() {
+		c.local = l.localAddr(c.fd)
+	}
+	out := l.getBuf()
+	if pp == balancer.ProxyV1 {
+		return proxyproto.AppendV1(out, c.remote, c.local)
+	}
+	var name, alpn []byte
+	if c.ln.spec.Scheme == balancer.SchemeTLS {
+		if parser.ParseClientHello(first, &l.hello) == nil {
+			name = l.hello.ServerName
+			// The backend negotiates ALPN; announce the client's first preference.
+			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
+		}
+	} else if parser.ParseRequestHead(first, &l.head) == nil {
+		name = l.head.Host
+	}
+	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
 }

@@ -29,6 +29,21 @@ type ListenerSpec struct {
 	Name    string
 	Address string          // "127.0.0.1:8080", "[::1]:8443"; port 0 picks a free one
 	Scheme  balancer.Scheme // SchemeHTTP routes by Host, SchemeTLS by SNI
+	// AcceptProxy: every connection starts with a PROXY protocol header (v1
+	// or v2) from a load balancer in front; it is accepted only from
+	// TrustedProxies and the address it announces is the client's.
+	AcceptProxy    bool
+	TrustedProxies []netip.Prefix
+}
+
+// trusted reports whether a is in the listener's trusted proxy ranges.
+func (s *ListenerSpec) trusted(a netip.Addr) bool {
+	for _, p := range s.TrustedProxies {
+		if p.Contains(a.Unmap()) || p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Options configures an Engine. Zero values take the documented defaults.

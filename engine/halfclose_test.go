@@ -10,34 +10,12 @@ import (
 	"time"
 
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/testutil"
 )
-
-// rawBackend accepts connections and runs serve on each in a goroutine.
-func rawBackend(t testing.TB, serve func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 func TestClientHalfCloseStillGetsWholeResponse(t *testing.T) {
 	// The backend answers only after the request stream ended (EOF).
-	be := rawBackend(t, func(c *net.TCPConn) {
+	be := testutil.RawBackend(t, func(c *net.TCPConn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		req, err := io.ReadAll(c)
 		if err != nil {
@@ -74,7 +52,7 @@ func TestClientHalfCloseStillGetsWholeResponse(t *testing.T) {
 func TestBackendHalfCloseStillGetsWholeRequest(t *testing.T) {
 	received := make(chan int, 1)
 	// The backend answers, shuts its write side, then reads the client's rest.
-	be := rawBackend(t, func(c *net.TCPConn) {
+	be := testutil.RawBackend(t, func(c *net.TCPConn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
 		head := 0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/portier/portier/balancer"
 	"github.com/portier/portier/parser"
+	"github.com/portier/portier/proxyproto"
 )
 
 func (l *loop) accept(ln *conn) {
@@ -106,6 +107,9 @@ func (l *loop) handshakeRead(c *conn) {
 
 // examine parses the buffered first bytes: route, wait for more, or reject.
 func (l *loop) examine(c *conn) {
+	if c.ln.spec.AcceptProxy && c.flags&fProxied == 0 && !l.acceptProxyHeader(c) {
+		return
+	}
 	data := c.first.B
 	var (
 		name []byte
@@ -158,4 +162,44 @@ func (l *loop) route(c *conn, name []byte) {
 	c.state = stWaitPeer
 	l.setList(c, listNone)
 	l.connectNext(c)
+}
+
+// acceptProxyHeader consumes the PROXY header a load balancer in front sends
+// first. It reports whether examining the bytes after it can go on.
+func (l *loop) acceptProxyHeader(c *conn) bool {
+	if !c.ln.spec.trusted(c.remote.Addr()) {
+		l.drop(c, "PROXY header expected from a trusted proxy; peer not in trusted_proxies", nil)
+		return false
+	}
+	n, err := proxyproto.Parse(c.first.B, &l.pp)
+	switch {
+	case err == nil:
+	case errors.Is(err, proxyproto.ErrNeedMore):
+		if c.flags&fReadEOF != 0 {
+			l.drop(c, "connection closed inside its PROXY header", nil)
+		}
+		return false
+	default:
+		l.drop(c, "missing or malformed PROXY header", err)
+		return false
+	}
+	c.flags |= fProxied
+	if !l.pp.Local {
+		c.remote = l.pp.Src
+		c.local = l.pp.Dst
+	}
+	c.first.B = append(c.first.B[:0], c.first.B[n:]...)
+	return true
+}
+
+// drop closes a client without an answer (it spoke no protocol we could
+// answer in) and logs why.
+func (l *loop) drop(c *conn, reason string, cause error) {
+	l.e.stats.Rejected.Add(1)
+	if cause != nil {
+		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason, "detail", cause.Error())
+	} else {
+		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason)
+	}
+	l.closeConn(c)
 }

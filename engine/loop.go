@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/parser"
+	"github.com/portier/portier/proxyproto"
 )
 
 const (
@@ -49,6 +50,7 @@ type loop struct {
 
 	hello parser.ClientHello
 	head  parser.RequestHead
+	pp    proxyproto.Header
 
 	sa4    unix.SockaddrInet4
 	sa6    unix.SockaddrInet6

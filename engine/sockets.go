@@ -121,3 +121,14 @@ func (l *loop) register(fd int) error {
 	l.pa.FD = fd
 	return l.poller.AddReadWrite(&l.pa, true)
 }
+
+// localAddr returns the address fd is bound to, without allocating.
+func (l *loop) localAddr(fd int) netip.AddrPort {
+	l.rsaLen = unix.SizeofSockaddrAny
+	_, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
+		uintptr(unsafe.Pointer(&l.rsaLen)))
+	if errno != 0 {
+		return netip.AddrPort{}
+	}
+	return rawAddrPort(&l.rsa)
+}

@@ -1,0 +1,106 @@
+// Command demobackend serves small HTTP and HTTPS backends for `make run`:
+// each answers with its own address, the Host it was asked for and the
+// client address it sees. The HTTPS certificate is self-signed, made at start.
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	httpAddrs := flag.String("http", "127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003", "comma-separated HTTP listen addresses")
+	tlsAddrs := flag.String("tls", "127.0.0.1:9443,127.0.0.1:9444", "comma-separated HTTPS listen addresses")
+	names := flag.String("names", "app1.test,*.apps.test,localhost", "certificate DNS names")
+	flag.Parse()
+
+	cert, err := selfSigned(strings.Split(*names, ","))
+	if err != nil {
+		log.Fatalf("demobackend: certificate: %v", err)
+	}
+	for _, addr := range split(*httpAddrs) {
+		serve(addr, nil)
+	}
+	for _, addr := range split(*tlsAddrs) {
+		serve(addr, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	<-sigs
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func serve(addr string, tlsCfg *tls.Config) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatalf("demobackend: %v", err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hello from demo backend %s://%s\n  Host: %s\n  protocol: %s\n  client seen by backend: %s\n",
+			scheme, addr, r.Host, r.Proto, r.RemoteAddr)
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"} {
+			if v := r.Header.Get(k); v != "" {
+				fmt.Fprintf(w, "  %s: %s\n", k, v)
+			}
+		}
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.Printf("demobackend %s: %v", addr, err)
+		}
+	}()
+	log.Printf("demobackend listening on %s://%s", scheme, addr)
+}
+
+func selfSigned(names []string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}

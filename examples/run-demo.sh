@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts the demo backends and portier with examples/demo.yaml; Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+"$BIN/portier" -check -config examples/demo.yaml
+"$BIN/demobackend" &
+pids+=($!)
+"$BIN/portier" -config examples/demo.yaml &
+pids+=($!)
+sleep 1
+
+cat <<'TXT'
+
+portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0.0.1:8443). Try:
+
+  # HTTP routed by Host; app1.test is weighted round robin over :9001 (weight 1) and :9002 (weight 2)
+  curl -H 'Host: app1.test' http://127.0.0.1:8080/
+  # wildcard route *.apps.test -> :9003
+  curl -H 'Host: shop.apps.test' http://127.0.0.1:8080/
+  # unknown name -> 404 from portier
+  curl -i -H 'Host: nope.test' http://127.0.0.1:8080/
+  # TLS passed through by SNI: the certificate you see is the backend's (portier holds no key)
+  curl -vk --resolve app1.test:8443:127.0.0.1 https://app1.test:8443/
+  # unknown SNI -> fatal TLS alert unrecognized_name (112)
+  openssl s_client -connect 127.0.0.1:8443 -servername nope.test </dev/null
+
+Press Ctrl-C to stop.
+TXT
+wait -n "${pids[@]}"
