@@ -1,0 +1,316 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+)
+
+// maxName is the longest host name Lookup accepts (the DNS limit; anything
+// longer cannot match a route).
+const maxName = 255
+
+// RouteSpec names a route and lists its backend URLs. Name is a host name
+// ("app1.test") or a wildcard ("*.apps.test").
+type RouteSpec struct {
+	Name     string
+	Backends []string
+}
+
+// TableOptions configures NewTable.
+type TableOptions struct {
+	// Resolve looks up the addresses of a backend host name; nil uses
+	// net.DefaultResolver. It is called only for hosts that are not IP
+	// literals, once per distinct host, while the table is built (never on
+	// the event loop).
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// routeSet holds the routes of one scheme.
+type routeSet struct {
+	exact map[string]*Pool
+	wild  map[string]*Pool // keyed by the suffix after "*."
+	// wildLabels has bit n set when some wildcard suffix has n labels, so
+	// Lookup probes the wildcard map only with suffixes that can match.
+	wildLabels [2]uint64
+	def        *Pool
+}
+
+// Table is an immutable routing snapshot. Routes are kept separately per
+// scheme: an http listener only sees routes that have http:// backends.
+type Table struct {
+	sets   [SchemeTLS + 1]routeSet // indexed by Scheme
+	routes []RouteSpec             // normalised names, sorted by name
+}
+
+// NewTable validates routes, resolves backend host names and builds a Table.
+// defaultName, if not empty, must name one of routes; unknown and missing
+// names are sent to it.
+func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
+	resolve := opts.Resolve
+	if resolve == nil {
+		resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	b := tableBuilder{
+		ctx:      ctx,
+		resolve:  resolve,
+		addrs:    make(map[string]netip.Addr),
+		backends: make(map[string]*Backend),
+	}
+	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
+	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
+	}
+	names := make(map[string]string, len(routes)) // normalised -> as written
+	for _, r := range routes {
+		name, err := NormalizeRouteName(r.Name)
+		if err != nil {
+			return nil, err
+		}
+		if first, dup := names[name]; dup {
+			return nil, fmt.Errorf("route %q: duplicate of route %q", r.Name, first)
+		}
+		names[name] = r.Name
+		if len(r.Backends) == 0 {
+			return nil, fmt.Errorf("route %q: no backends", r.Name)
+		}
+		var byScheme [SchemeTLS + 1][]*Backend
+		for _, raw := range r.Backends {
+			be, err := b.backend(raw)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.Name, err)
+			}
+			byScheme[be.Spec.Scheme] = append(byScheme[be.Spec.Scheme], be)
+		}
+		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+			if len(byScheme[s]) == 0 {
+				continue
+			}
+			p := newPool(name, byScheme[s], maxSeq)
+			if suffix, ok := strings.CutPrefix(name, "*."); ok {
+				t.sets[s].wild[suffix] = p
+				n := strings.Count(suffix, ".") + 1 // <= 127 in a valid name
+				t.sets[s].wildLabels[n/64] |= 1 << (n % 64)
+			} else {
+				t.sets[s].exact[name] = p
+			}
+		}
+		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends)})
+	}
+	if defaultName != "" {
+		name, err := NormalizeRouteName(defaultName)
+		if err != nil {
+			return nil, fmt.Errorf("default: %w", err)
+		}
+		if _, ok := names[name]; !ok {
+			return nil, fmt.Errorf("default: route %q is not defined", defaultName)
+		}
+		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+			set := &t.sets[s]
+			if suffix, ok := strings.CutPrefix(name, "*."); ok {
+				set.def = set.wild[suffix]
+			} else {
+				set.def = set.exact[name]
+			}
+		}
+	}
+	slices.SortFunc(t.routes, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	return t, nil
+}
+
+type tableBuilder struct {
+	ctx      context.Context
+	resolve  func(ctx context.Context, host string) ([]netip.Addr, error)
+	addrs    map[string]netip.Addr // resolved host names
+	backends map[string]*Backend   // by URL, shared between routes
+}
+
+func (b *tableBuilder) backend(raw string) (*Backend, error) {
+	if be, ok := b.backends[raw]; ok {
+		return be, nil
+	}
+	spec, err := ParseBackend(raw)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(spec.Host)
+	if err != nil {
+		ip, err = b.lookup(spec.Host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve backend %q: %w", raw, err)
+		}
+	}
+	be := newBackend(spec, ip)
+	b.backends[raw] = be
+	return be, nil
+}
+
+// lookup resolves host once per build. It prefers the first IPv4 address:
+// local services are most often bound to 127.0.0.1 while "localhost" may
+// resolve to ::1 first.
+func (b *tableBuilder) lookup(host string) (netip.Addr, error) {
+	if ip, ok := b.addrs[host]; ok {
+		return ip, nil
+	}
+	ips, err := b.resolve(b.ctx, host)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(ips) == 0 {
+		return netip.Addr{}, errors.New("no addresses")
+	}
+	ip := ips[0]
+	for _, a := range ips {
+		if a.Unmap().Is4() {
+			ip = a
+			break
+		}
+	}
+	if !ip.IsValid() {
+		return netip.Addr{}, errors.New("resolver returned an invalid address")
+	}
+	b.addrs[host] = ip
+	return ip, nil
+}
+
+// Lookup returns the pool of scheme s for a name taken from a Host header or
+// an SNI: matched case-insensitively, ignoring one trailing dot and a ":port"
+// (also after a bracketed IPv6 literal). It tries the exact name, then the
+// longest matching wildcard, then the default; nil if none applies. Names
+// longer than 255 bytes give nil; an empty or malformed name gives the
+// default. Allocates nothing.
+func (t *Table) Lookup(s Scheme, name []byte) *Pool {
+	if s != SchemeHTTP && s != SchemeTLS {
+		return nil
+	}
+	set := &t.sets[s]
+	host, ok := stripPort(name)
+	if !ok {
+		return set.def
+	}
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) == 0 {
+		return set.def
+	}
+	if len(host) > maxName {
+		return nil
+	}
+	var buf [maxName]byte
+	dots := 0
+	for i, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '.' {
+			dots++
+		}
+		buf[i] = c
+	}
+	key := buf[:len(host)]
+	if p := set.exact[string(key)]; p != nil {
+		return p
+	}
+	if len(set.wild) > 0 {
+		// The first suffix found is the longest; i > 0 keeps the label the
+		// wildcard stands for non-empty. labels counts those of key[i+1:].
+		labels := dots
+		for i := 1; i < len(key) && labels > 0; i++ {
+			if key[i] == '.' {
+				if set.wildLabels[labels/64]&(1<<(labels%64)) != 0 {
+					if p := set.wild[string(key[i+1:])]; p != nil {
+						return p
+					}
+				}
+				labels--
+			}
+		}
+	}
+	return set.def
+}
+
+// stripPort removes a ":port" suffix and IPv6 brackets. An unbracketed name
+// with more than one colon is taken as a bare IPv6 literal. ok is false for
+// a malformed name.
+func stripPort(b []byte) (host []byte, ok bool) {
+	if len(b) > 0 && b[0] == '[' {
+		end := -1
+		for i, c := range b {
+			if c == ']' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return nil, false
+		}
+		rest := b[end+1:]
+		if len(rest) > 0 && (rest[0] != ':' || !allDigits(rest[1:])) {
+			return nil, false
+		}
+		return b[1:end], true
+	}
+	colon := -1
+	for i, c := range b {
+		if c == ':' {
+			if colon >= 0 {
+				return b, true // bare IPv6 literal
+			}
+			colon = i
+		}
+	}
+	if colon < 0 {
+		return b, true
+	}
+	if !allDigits(b[colon+1:]) {
+		return nil, false
+	}
+	return b[:colon], true
+}
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Len returns the number of route names.
+func (t *Table) Len() int { return len(t.routes) }
+
+// Routes returns a copy of the routes with normalised names, sorted by name.
+func (t *Table) Routes() []RouteSpec {
+	out := make([]RouteSpec, len(t.routes))
+	for i, r := range t.routes {
+		out[i] = RouteSpec{Name: r.Name, Backends: slices.Clone(r.Backends)}
+	}
+	return out
+}
+
+// Router holds the current Table. The engine loads it once per connection;
+// route sources replace it with Store.
+type Router struct {
+	cur atomic.Pointer[Table]
+}
+
+// NewRouter returns a Router serving t.
+func NewRouter(t *Table) *Router {
+	r := &Router{}
+	r.cur.Store(t)
+	return r
+}
+
+// Load returns the current Table.
+func (r *Router) Load() *Table { return r.cur.Load() }
+
+// Store replaces the current Table; connections already routed keep theirs.
+func (r *Router) Store(t *Table) { r.cur.Store(t) }

@@ -1,0 +1,101 @@
+// Package parser recognises the first bytes of a client connection: a TLS
+// ClientHello (for SNI/ALPN routing without decrypting) or an HTTP/1.x request
+// head (for Host routing). Both parsers are incremental in the simplest way:
+// they are handed every byte received so far, allocate nothing, and answer
+// ErrNeedMore until the message is complete.
+package parser
+
+import "errors"
+
+// Sentinel error classes. Every error returned by this package is one of these
+// or Is one of them, so callers can branch with errors.Is.
+var (
+	// ErrNeedMore means the input is a valid prefix; call again with more bytes.
+	ErrNeedMore = errors.New("parser: need more bytes")
+	// ErrNotThisProtocol means the input is not the protocol the parser handles
+	// (e.g. plain HTTP on the TLS port).
+	ErrNotThisProtocol = errors.New("parser: not this protocol")
+	// ErrMalformed means the input claims to be the protocol but violates it.
+	ErrMalformed = errors.New("parser: malformed")
+)
+
+// parseError is a preallocated specific error: returning it never allocates,
+// and errors.Is reaches its class through Unwrap.
+type parseError struct {
+	kind error
+	msg  string
+}
+
+func (e *parseError) Error() string { return e.msg }
+func (e *parseError) Unwrap() error { return e.kind }
+
+func notProto(msg string) error  { return &parseError{kind: ErrNotThisProtocol, msg: msg} }
+func malformed(msg string) error { return &parseError{kind: ErrMalformed, msg: msg} }
+
+// Exported protocol-mismatch errors.
+var (
+	// ErrNotTLS: the first bytes are not a TLS handshake record.
+	ErrNotTLS = notProto("parse ClientHello: not a TLS handshake record")
+	// ErrSSLv2: an SSLv2-compatible (version 2 record format) ClientHello.
+	ErrSSLv2 = notProto("parse ClientHello: SSLv2-compatible ClientHello not supported")
+	// ErrNotHTTP: the first bytes cannot start an HTTP/1.x request line.
+	ErrNotHTTP = notProto("parse request head: not an HTTP/1.x request")
+	// ErrHTTP2Preface: the HTTP/2 prior-knowledge connection preface
+	// ("PRI * HTTP/2.0"), which is not HTTP/1.x.
+	ErrHTTP2Preface = notProto("parse request head: HTTP/2 prior-knowledge preface not supported")
+)
+
+// ClientHello malformed reasons.
+var (
+	errRecordType      = malformed("parse ClientHello: non-handshake record before ClientHello complete")
+	errRecordVersion   = malformed("parse ClientHello: record version major is not 3")
+	errRecordTooLong   = malformed("parse ClientHello: record length exceeds 2^14")
+	errRecordEmpty     = malformed("parse ClientHello: zero-length handshake record")
+	errNotClientHello  = malformed("parse ClientHello: handshake message is not a ClientHello")
+	errHelloTooLong    = malformed("parse ClientHello: ClientHello exceeds 65536 bytes")
+	errRecordBoundary  = malformed("parse ClientHello: ClientHello does not end at a record boundary")
+	errLegacyVersion   = malformed("parse ClientHello: legacy_version major is not 3")
+	errShortHello      = malformed("parse ClientHello: message too short for version and random")
+	errSessionID       = malformed("parse ClientHello: session_id longer than 32 bytes or truncated")
+	errCipherSuites    = malformed("parse ClientHello: cipher_suites truncated")
+	errCipherSuitesLen = malformed("parse ClientHello: cipher_suites empty or of odd length")
+	errCompression     = malformed("parse ClientHello: compression_methods empty or truncated")
+	errExtensionsLen   = malformed("parse ClientHello: extensions length does not match message length")
+	errExtension       = malformed("parse ClientHello: extension exceeds extensions block")
+	errDupExtension    = malformed("parse ClientHello: duplicate extension")
+	errTooManyExt      = malformed("parse ClientHello: too many extensions")
+	errPSKNotLast      = malformed("parse ClientHello: pre_shared_key is not the last extension")
+	errSNIList         = malformed("parse ClientHello: server_name list length mismatch")
+	errSNIEmpty        = malformed("parse ClientHello: server_name list empty")
+	errSNIType         = malformed("parse ClientHello: server_name type is not host_name")
+	errSNITrunc        = malformed("parse ClientHello: host_name exceeds server_name list")
+	errSNILen          = malformed("parse ClientHello: host_name length outside 1..255")
+	errSNIMultiple     = malformed("parse ClientHello: more than one server name")
+	errSNIChar         = malformed("parse ClientHello: host_name contains a byte outside printable ASCII")
+	errSNITrailingDot  = malformed("parse ClientHello: host_name ends with a dot")
+	errALPNList        = malformed("parse ClientHello: ALPN list length mismatch")
+	errALPNEmpty       = malformed("parse ClientHello: ALPN list empty")
+	errALPNProto       = malformed("parse ClientHello: empty or truncated ALPN protocol name")
+)
+
+// Request head malformed reasons.
+var (
+	errLeadingLines     = malformed("parse request head: too many empty lines before request line")
+	errConnect          = malformed("parse request head: CONNECT not supported")
+	errTargetEmpty      = malformed("parse request head: empty request-target")
+	errTargetChar       = malformed("parse request head: invalid character in request-target")
+	errTarget           = malformed("parse request head: invalid request-target form")
+	errNoVersion        = malformed("parse request head: missing HTTP version")
+	errBadVersion       = malformed("parse request head: malformed HTTP version")
+	errVersion          = malformed("parse request head: unsupported HTTP version")
+	errBareLF           = malformed("parse request head: bare LF")
+	errCRNoLF           = malformed("parse request head: CR not followed by LF")
+	errNUL              = malformed("parse request head: NUL byte")
+	errObsFold          = malformed("parse request head: obsolete line folding")
+	errHeaderName       = malformed("parse request head: invalid header name")
+	errSpaceBeforeColon = malformed("parse request head: whitespace between header name and colon")
+	errHeaderValue      = malformed("parse request head: invalid character in header value")
+	errDupHost          = malformed("parse request head: more than one Host header")
+	errHostChar         = malformed("parse request head: invalid Host")
+	errAbsHost          = malformed("parse request head: absolute-form target without valid host")
+)
