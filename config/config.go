@@ -422,9 +422,10 @@ func parseListenAddress(s string) (string, error) {
 	if ip.Zone() != "" {
 		return "", fmt.Errorf("address %q: zoned IPv6 addresses are not supported", s)
 	}
+	// Port 0 lets the kernel pick a free port (logged at start); tests use it.
 	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return "", fmt.Errorf("address %q: port %q out of range 1..65535", s, port)
+	if err != nil {
+		return "", fmt.Errorf("address %q: port %q out of range 0..65535", s, port)
 	}
 	return netip.AddrPortFrom(ip, uint16(n)).String(), nil
 }

@@ -84,7 +84,6 @@ func startPortier(t *testing.T, yaml string, args ...string) *process {
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-started
 	})
 	select {
 	case <-started:
