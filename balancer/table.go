@@ -222,9 +222,9 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		// The first suffix found is the longest; i > 0 keeps the label the
 		// wildcard stands for non-empty. labels counts those of key[i+1:].
 		labels := dots
-		for i := 1; i < len(key) && labels > 0; i++ {
+		for i := 0; i < len(key) && labels > 0; i++ {
 			if key[i] == '.' {
-				if set.wildLabels[labels/64]&(1<<(labels%64)) != 0 {
+				if i > 0 && set.wildLabels[labels/64]&(1<<(labels%64)) != 0 {
 					if p := set.wild[string(key[i+1:])]; p != nil {
 						return p
 					}
