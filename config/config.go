@@ -25,7 +25,11 @@ type Listener struct {
 	Name     string
 	Address  string // canonical "ip:port": "127.0.0.1:8080", "[::1]:8443"
 	Protocol string // "http" (route by Host header) or "tls" (route by SNI)
-	Line     int    // line of the listener in the file
+	// AcceptProxy: connections start with a PROXY protocol header (v1 or v2)
+	// from a load balancer in front, accepted only from TrustedProxies.
+	AcceptProxy    bool
+	TrustedProxies []netip.Prefix // `trusted_proxies: [10.0.0.0/8, 192.0.2.7]`
+	Line           int            // line of the listener in the file
 }
 
 // Timeouts bound the phases of a proxied connection.
@@ -350,7 +354,18 @@ func (p *parser) listeners(n *yaml.Node, cfg *Config) error {
 		path := fmt.Sprintf("listeners[%d]", i)
 		l := Listener{Line: item.Line}
 		var nodes [3]*yaml.Node // name, address, protocol
-		err := p.fields(item, path, []string{"name", "address", "protocol"}, func(key string, k, v *yaml.Node) error {
+		var acceptNode *yaml.Node
+		err := p.fields(item, path, []string{"name", "address", "protocol", "accept_proxy", "trusted_proxies"}, func(key string, k, v *yaml.Node) error {
+			switch key {
+			case "accept_proxy":
+				acceptNode = v
+				if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
+					return p.errorf(v, path+".accept_proxy", "want true or false")
+				}
+				return v.Decode(&l.AcceptProxy)
+			case "trusted_proxies":
+				return p.trustedProxies(v, path+".trusted_proxies", &l)
+			}
 			s, err := p.str(v, path+"."+key)
 			if err != nil {
 				return err
@@ -392,7 +407,34 @@ func (p *parser) listeners(n *yaml.Node, cfg *Config) error {
 		if l.Protocol != "http" && l.Protocol != "tls" {
 			return p.errorf(nodes[2], path+".protocol", "unknown protocol %q (want http or tls)", l.Protocol)
 		}
+		if l.AcceptProxy && len(l.TrustedProxies) == 0 {
+			return p.errorf(acceptNode, path+".accept_proxy", "accept_proxy needs trusted_proxies (the addresses of the load balancers in front)")
+		}
 		cfg.Listeners = append(cfg.Listeners, l)
+	}
+	return nil
+}
+
+// trustedProxies reads a list of CIDR prefixes or single IP addresses.
+func (p *parser) trustedProxies(n *yaml.Node, path string, l *Listener) error {
+	if n.Kind != yaml.SequenceNode {
+		return p.errorf(n, path, "want a list of CIDR prefixes, got %s", kindName(n))
+	}
+	for i, item := range n.Content {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		s, err := p.str(item, ipath)
+		if err != nil {
+			return err
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			ip, ierr := netip.ParseAddr(s)
+			if ierr != nil {
+				return p.errorf(item, ipath, "%q is neither a CIDR prefix nor an IP address", s)
+			}
+			pfx = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		l.TrustedProxies = append(l.TrustedProxies, pfx.Masked())
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,7 +139,7 @@ func TestParseBad(t *testing.T) {
 		// listeners
 		{"listeners not a list", "listeners: {name: web}\n", `1: listeners: want a list, got a mapping`},
 		{"listener not a mapping", "listeners:\n  - web\n", `2: listeners[0]: want a mapping, got "web"`},
-		{"listener unknown key", "listeners:\n  - name: web\n    adress: 127.0.0.1:80\n", `3: listeners[0].adress: unknown key (want name, address, protocol)`},
+		{"listener unknown key", "listeners:\n  - name: web\n    adress: 127.0.0.1:80\n", `3: listeners[0].adress: unknown key (want name, address, protocol, accept_proxy, trusted_proxies)`},
 		{"listener missing protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n", `2: listeners[0]: missing "protocol"`},
 		{"listener missing name", "listeners:\n  - {address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0]: missing "name"`},
 		{"listener empty name", "listeners:\n  - {name: '', address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0].name: empty name`},
@@ -255,6 +256,32 @@ func TestParseGood(t *testing.T) {
 		}
 		if !tc.check(c) {
 			t.Errorf("%s: unexpected config %+v", tc.name, *c)
+		}
+	}
+}
+
+func TestListenerAcceptProxy(t *testing.T) {
+	good := "listeners:\n  - name: a\n    address: 127.0.0.1:80\n    protocol: tls\n    accept_proxy: true\n    trusted_proxies: [10.0.0.0/8, 192.0.2.7]\n"
+	cfg, err := Parse([]byte(good), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	if !l.AcceptProxy || len(l.TrustedProxies) != 2 || l.TrustedProxies[1].String() != "192.0.2.7/32" {
+		t.Errorf("listener = %+v", l)
+	}
+	bad := []struct{ yaml, want string }{
+		{"listeners:\n  - name: a\n    address: 127.0.0.1:80\n    protocol: tls\n    accept_proxy: true\n",
+			"c.yaml:5: listeners[0].accept_proxy: accept_proxy needs trusted_proxies"},
+		{"listeners:\n  - name: a\n    address: 127.0.0.1:80\n    protocol: tls\n    accept_proxy: yes please\n",
+			"c.yaml:5: listeners[0].accept_proxy: want true or false"},
+		{"listeners:\n  - name: a\n    address: 127.0.0.1:80\n    protocol: tls\n    trusted_proxies: [10.0.0.0/33]\n",
+			`c.yaml:5: listeners[0].trusted_proxies[0]: "10.0.0.0/33" is neither a CIDR prefix nor an IP address`},
+	}
+	for _, tc := range bad {
+		_, err := Parse([]byte(tc.yaml), "c.yaml")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("got %v, want prefix %q", err, tc.want)
 		}
 	}
 }

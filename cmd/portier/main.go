@@ -107,7 +107,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ln.Protocol == "tls" {
 			scheme = balancer.SchemeTLS
 		}
-		opts.Listeners = append(opts.Listeners, engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme})
+		opts.Listeners = append(opts.Listeners, engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
+			AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies})
 	}
 	eng, err := engine.New(opts)
 	if err != nil {
