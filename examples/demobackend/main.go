@@ -4,16 +4,10 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/portier/portier/internal/selfsigned"
 )
 
 func main() {
@@ -29,7 +25,7 @@ func main() {
 	names := flag.String("names", "app1.test,*.apps.test,localhost", "certificate DNS names")
 	flag.Parse()
 
-	cert, err := selfSigned(strings.Split(*names, ","))
+	cert, err := selfsigned.Certificate(strings.Split(*names, ",")...)
 	if err != nil {
 		log.Fatalf("demobackend: certificate: %v", err)
 	}
@@ -81,26 +77,4 @@ func serve(addr string, tlsCfg *tls.Config) {
 		}
 	}()
 	log.Printf("demobackend listening on %s://%s", scheme, addr)
-}
-
-func selfSigned(names []string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

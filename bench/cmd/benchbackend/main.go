@@ -5,24 +5,19 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
+
+	"github.com/portier/portier/internal/selfsigned"
 )
 
 // smallBody is about 100 bytes, the size of a typical health or API reply.
@@ -57,7 +52,7 @@ func run(httpAddr, tlsAddr, host string) error {
 		w.Write(big)
 	})
 
-	cert, err := selfSigned(host)
+	cert, err := selfsigned.Certificate(host)
 	if err != nil {
 		return fmt.Errorf("make certificate: %w", err)
 	}
@@ -100,33 +95,6 @@ func run(httpAddr, tlsAddr, host string) error {
 		}
 		return err
 	}
-}
-
-// selfSigned returns a fresh ECDSA P-256 certificate for host, valid a day.
-func selfSigned(host string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: host},
-		DNSNames:              []string{host},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 type discard struct{}
