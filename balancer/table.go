@@ -224,7 +224,7 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		labels := dots
 		for i := 0; i < len(key) && labels > 0; i++ {
 			if key[i] == '.' {
-				if i > 0 && set.wildLabels[labels/64]&(1<<(labels%64)) != 0 {
+				if i > 0 && labels < 64*len(set.wildLabels) && set.wildLabels[labels/64]&(1<<(labels%64)) != 0 {
 					if p := set.wild[string(key[i+1:])]; p != nil {
 						return p
 					}
