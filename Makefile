@@ -8,7 +8,7 @@ PREFIX   ?= /usr/local
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test test-short vet fmt-check fuzz bench clean
+.PHONY: all build run test test-short vet fmt-check fuzz hostile bench install clean
 
 all: build
 
@@ -49,6 +49,18 @@ fuzz:
 	    [ $$ok = 1 ] || { cat /tmp/portier-fuzz.log; exit 1; }; \
 	  done; \
 	done
+
+# The hostile suite in its full form (make test runs a short form).
+hostile:
+	PORTIER_HOSTILE=full $(GO) test -count=1 -timeout 10m -run 'TestHostile' -v ./e2e
+
+# The binary, the systemd unit and an example config (kept when present).
+install: build
+	install -D -m 0755 $(BIN)/portier $(DESTDIR)$(PREFIX)/bin/portier
+	install -D -m 0644 deploy/portier.service $(DESTDIR)/etc/systemd/system/portier.service
+	@if [ ! -e $(DESTDIR)/etc/portier/portier.yaml ]; then \
+	  install -D -m 0644 deploy/portier.yaml $(DESTDIR)/etc/portier/portier.yaml; \
+	else echo "kept existing $(DESTDIR)/etc/portier/portier.yaml"; fi
 
 -include bench/bench.mk
 

@@ -1,7 +1,10 @@
-// Package balancer holds the routing table (route name -> pool of backends)
-// and the load-balancing algorithm. Everything the event loops touch per
-// connection (Table.Lookup, Pool.Pick) is lock-free and allocates nothing;
-// parsing, validation and DNS resolution happen once, when a Table is built.
+// Package balancer holds the routing table (route name -> pool of backends),
+// the load-balancing algorithms and backend health (active checks, passive
+// connect failures, drain, active connection counts). Everything the event
+// loops touch per connection (Table.Lookup, Pool.Pick, the Backend state
+// methods) is lock-free and allocates nothing; parsing, validation and DNS
+// resolution happen once, when a Table is built, and checks run on their own
+// goroutines.
 package balancer
 
 import (
@@ -269,22 +272,30 @@ func validHostname(s string, allowTrailingDot bool) bool {
 }
 
 // NormalizeRouteName validates a route name and returns its canonical form:
-// lower-case, without a trailing dot. A name is a host name ("app1.test") or a
-// wildcard "*.suffix" that matches any name with at least one more label.
+// lower-case, without a trailing dot. A name is a host name ("app1.test"), a
+// wildcard "*.suffix" that matches any name with at least one more label, or
+// the catch-all "*" (hipache's frontend:*), which serves names nothing else
+// matches.
 func NormalizeRouteName(name string) (string, error) {
+	if name == "*" {
+		return name, nil
+	}
 	n := strings.ToLower(strings.TrimSuffix(name, "."))
 	host := n
 	if suffix, ok := strings.CutPrefix(n, "*."); ok {
 		host = suffix
 	}
 	if !validHostname(host, false) {
-		return "", fmt.Errorf("invalid route name %q (want a host name or *.suffix)", name)
+		return "", fmt.Errorf("invalid route name %q (want a host name, *.suffix or *)", name)
 	}
 	return n, nil
 }
 
-// Backend is one resolved backend of a Pool. It is immutable once built and
-// may be shared by several pools of the same Table.
+// Backend is one resolved backend of a Pool. Its Spec, Addr and Sockaddr are
+// immutable; its runtime state (health, drain, active connections) is shared
+// by every Backend of the same scheme and address in a Table and, when the
+// tables are built with a *Health, across tables. All methods are lock-free
+// and allocate nothing, so the event loops may call them.
 type Backend struct {
 	Spec BackendSpec
 	Addr netip.AddrPort // resolved address
@@ -292,6 +303,8 @@ type Backend struct {
 	// *unix.SockaddrInet6) so that the event loop can connect without
 	// allocating.
 	Sockaddr unix.Sockaddr
+
+	st *backendState
 }
 
 // String returns the backend's URL followed by its resolved address.
@@ -299,7 +312,44 @@ func (b *Backend) String() string {
 	return b.Spec.Raw + " (" + b.Addr.String() + ")"
 }
 
-func newBackend(spec BackendSpec, ip netip.Addr) *Backend {
+// Up reports the effective health: the local checks (active and passive)
+// pass and no other proxy of the fleet reported the backend down.
+func (b *Backend) Up() bool { return !b.st.fleetDown.Load() && b.st.localUp() }
+
+// Draining reports whether the backend takes no new connections: its URL
+// says drain=1 or SetDrain(true) was called.
+func (b *Backend) Draining() bool { return b.Spec.Drain || b.st.drain.Load() }
+
+// SetDrain switches the runtime drain on or off (admin API). It applies to
+// every Backend sharing this one's state.
+func (b *Backend) SetDrain(on bool) { b.st.drain.Store(on) }
+
+// Acquire counts a connection to the backend; call it when connecting starts.
+func (b *Backend) Acquire() { b.st.active.Add(1) }
+
+// Release ends a connection counted by Acquire; call it when the backend
+// socket closes.
+func (b *Backend) Release() { b.st.active.Add(-1) }
+
+// Active returns the number of connections acquired and not yet released.
+func (b *Backend) Active() int64 { return b.st.active.Load() }
+
+// ConnectFailed records a refused, reset or timed-out connect. Fall
+// consecutive failures mark the backend down: until Rise good active checks,
+// or for Interval when there are none.
+func (b *Backend) ConnectFailed() { b.st.connectFailed() }
+
+// ConnectSucceeded records a successful connect: it resets the failure count
+// and ends a passive down (not one decided by active checks).
+func (b *Backend) ConnectSucceeded() { b.st.connectSucceeded() }
+
+// usable reports whether Pick may choose b.
+func (b *Backend) usable() bool {
+	return !b.Spec.Drain && !b.st.drain.Load() && !b.st.fleetDown.Load() && b.st.localUp()
+}
+
+// buildBackend builds a backend without runtime state; the caller sets it.
+func buildBackend(spec BackendSpec, ip netip.Addr) *Backend {
 	// A zone cannot be expressed in the prebuilt sockaddr without an
 	// interface lookup; resolvers do not return zoned addresses anyway.
 	ip = ip.Unmap().WithZone("")

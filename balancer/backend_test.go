@@ -97,13 +97,14 @@ func TestNormalizeRouteName(t *testing.T) {
 		"*.test":         "*.test",
 		"127.0.0.1":      "127.0.0.1",
 		"_acme.x-y.test": "_acme.x-y.test",
+		"*":              "*", // catch-all
 	} {
 		got, err := NormalizeRouteName(in)
 		if err != nil || got != want {
 			t.Errorf("NormalizeRouteName(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", ".", "*", "*.", "a.*.test", "**.test", "*test", "a..test", "a b", "-a.test",
+	for _, in := range []string{"", ".", "*.", "a.*.test", "**.test", "*test", "a..test", "a b", "-a.test",
 		"a-.test", "[::1]", "a:80", strings.Repeat("a.", 127) + "aa", "a.test.."} {
 		if got, err := NormalizeRouteName(in); err == nil {
 			t.Errorf("NormalizeRouteName(%q) = %q, want an error", in, got)
@@ -113,12 +114,12 @@ func TestNormalizeRouteName(t *testing.T) {
 
 func TestNewBackendSockaddr(t *testing.T) {
 	spec := BackendSpec{Scheme: SchemeHTTP, Port: 9001, Weight: 1}
-	b4 := newBackend(spec, netip.MustParseAddr("::ffff:127.0.0.2"))
+	b4 := newBackend(spec, netip.MustParseAddr("::ffff:127.0.0.2"), nil)
 	sa4, ok := b4.Sockaddr.(*unix.SockaddrInet4)
 	if !ok || sa4.Port != 9001 || sa4.Addr != [4]byte{127, 0, 0, 2} || b4.Addr.String() != "127.0.0.2:9001" {
 		t.Errorf("IPv4: Sockaddr %#v, Addr %v", b4.Sockaddr, b4.Addr)
 	}
-	b6 := newBackend(spec, netip.MustParseAddr("::1"))
+	b6 := newBackend(spec, netip.MustParseAddr("::1"), nil)
 	sa6, ok := b6.Sockaddr.(*unix.SockaddrInet6)
 	if !ok || sa6.Port != 9001 || sa6.Addr != netip.IPv6Loopback().As16() || b6.Addr.String() != "[::1]:9001" {
 		t.Errorf("IPv6: Sockaddr %#v, Addr %v", b6.Sockaddr, b6.Addr)

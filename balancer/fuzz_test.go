@@ -136,3 +136,63 @@ func FuzzParseBackend(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPick checks Pick's contract for every algorithm over arbitrary pools:
+// data gives per backend a weight, a URL drain, a runtime drain and a down
+// flag. Pick returns nil only when every backend drains, never a draining
+// one, an up one other than avoid whenever one exists, and fails open to a
+// down one only when no backend is up.
+func FuzzPick(f *testing.F) {
+	f.Add(uint8(0), []byte{1, 0, 2, 0, 3, 0}, uint64(7), uint8(0))
+	f.Add(uint8(1), []byte{5, 4, 1, 8, 1, 0}, uint64(1), uint8(2))
+	f.Add(uint8(3), []byte{200, 8, 0, 8}, uint64(99), uint8(255))
+	f.Fuzz(func(t *testing.T, alg uint8, data []byte, hash uint64, avoidIdx uint8) {
+		if len(data) == 0 || len(data) > 64 {
+			return
+		}
+		var weights []int
+		for _, d := range data {
+			w := 1 + int(d&0x3f)*int(d>>6+1)*4%MaxWeight
+			if d&0x40 != 0 {
+				w = -w // drains by URL
+			}
+			weights = append(weights, w)
+		}
+		p := algPool(t, Algorithm(alg%4), weights...)
+		for i, d := range data {
+			b := p.Backends[i]
+			if d&0x80 != 0 {
+				markDown(t, b)
+			}
+			if d&0x20 != 0 && d&0x10 != 0 {
+				b.SetDrain(true)
+			}
+		}
+		var avoid *Backend
+		if int(avoidIdx) < len(p.Backends) {
+			avoid = p.Backends[avoidIdx]
+		}
+		anyOther, anyActive := false, false
+		for _, b := range p.Backends {
+			if !b.Draining() {
+				anyActive = true
+				if b.Up() && b != avoid {
+					anyOther = true
+				}
+			}
+		}
+		for k := range 3 {
+			got := p.Pick(hash+uint64(k), avoid)
+			switch {
+			case got == nil:
+				if anyActive {
+					t.Fatalf("nil with a non-draining backend")
+				}
+			case got.Draining():
+				t.Fatalf("picked draining %v", got)
+			case anyOther && (got == avoid || !got.Up()):
+				t.Fatalf("picked %v (up %v, avoided %v) with another up backend", got, got.Up(), got == avoid)
+			}
+		}
+	})
+}

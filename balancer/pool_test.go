@@ -2,12 +2,25 @@ package balancer
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 )
+
+// newBackend builds a backend with its runtime state st; nil gives it a state
+// of its own with the package's default check settings and a silent logger.
+func newBackend(spec BackendSpec, ip netip.Addr, st *backendState) *Backend {
+	b := buildBackend(spec, ip)
+	if st == nil {
+		cfg := &probeConfig{HealthCheck: HealthCheck{}.WithDefaults(HealthCheck{}), host: spec.Host, proxy: spec.Proxy}
+		st = newState(stateKey{spec.Scheme, b.Addr}, nil, slog.New(slog.DiscardHandler), cfg)
+	}
+	b.st = st
+	return b
+}
 
 // testPool builds a pool of backends 127.0.0.1:9001.. with the given weights;
 // a negative weight marks a draining backend of that absolute weight.
@@ -23,16 +36,16 @@ func testPool(t testing.TB, seqCap int, weights ...int) *Pool {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bs = append(bs, newBackend(spec, netip.MustParseAddr(spec.Host)))
+		bs = append(bs, newBackend(spec, netip.MustParseAddr(spec.Host), nil))
 	}
-	return newPool("p", bs, seqCap)
+	return newPool("p", RoundRobin, bs, seqCap)
 }
 
 // order returns the backend indices of n picks as a string like "aabac".
 func order(p *Pool, n int) string {
 	var sb strings.Builder
 	for range n {
-		b := p.Pick()
+		b := p.Pick(0, nil)
 		if b == nil {
 			sb.WriteByte('-')
 			continue
@@ -94,7 +107,7 @@ func TestPickMatchesReference(t *testing.T) {
 		p := testPool(t, maxSeq, weights...)
 		ref := &refSWRR{weights: weights, cur: make([]int, n)}
 		for k := range 500 {
-			got := int(p.Pick().Spec.Port - 9001)
+			got := int(p.Pick(0, nil).Spec.Port - 9001)
 			if want := ref.next(); got != want {
 				t.Fatalf("trial %d weights %v: pick %d = %d, want %d", trial, weights, k, got, want)
 			}
@@ -105,7 +118,7 @@ func TestPickMatchesReference(t *testing.T) {
 func counts(p *Pool, n int) map[uint16]int {
 	c := make(map[uint16]int)
 	for range n {
-		c[p.Pick().Spec.Port]++
+		c[p.Pick(0, nil).Spec.Port]++
 	}
 	return c
 }
@@ -127,7 +140,7 @@ func TestPickConcurrent(t *testing.T) {
 		wg.Go(func() {
 			results[g] = make(map[uint16]int)
 			for range per {
-				results[g][p.Pick().Spec.Port]++
+				results[g][p.Pick(0, nil).Spec.Port]++
 			}
 		})
 	}
@@ -171,7 +184,7 @@ func TestPickLongCycle(t *testing.T) {
 		for cycle := range 2 {
 			got := make([]int, len(tc.weights))
 			for k := range total {
-				b := p.Pick()
+				b := p.Pick(0, nil)
 				i := int(b.Spec.Port - 9001)
 				got[i]++
 				// Smoothness: after k+1 picks no backend is more than
@@ -214,7 +227,7 @@ func TestPickAllocs(t *testing.T) {
 		testPool(t, maxSeq, 1000, 999, 998, 997, 996),
 		testPool(t, maxSeq, -1),
 	} {
-		if n := testing.AllocsPerRun(1000, func() { p.Pick() }); n != 0 {
+		if n := testing.AllocsPerRun(1000, func() { p.Pick(0, nil) }); n != 0 {
 			t.Errorf("Pick allocates %v times per call", n)
 		}
 	}
@@ -233,14 +246,14 @@ func BenchmarkPick(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				p.Pick()
+				p.Pick(0, nil)
 			}
 		})
 		b.Run(bc.name+"-parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					p.Pick()
+					p.Pick(0, nil)
 				}
 			})
 		})

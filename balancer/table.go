@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,10 +17,12 @@ import (
 const maxName = 255
 
 // RouteSpec names a route and lists its backend URLs. Name is a host name
-// ("app1.test") or a wildcard ("*.apps.test").
+// ("app1.test"), a wildcard ("*.apps.test") or the catch-all "*".
 type RouteSpec struct {
 	Name     string
 	Backends []string
+	Balance  Algorithm   // zero: round robin
+	Health   HealthCheck // zero fields: the Health's defaults, then the package's
 }
 
 // TableOptions configures NewTable.
@@ -29,6 +32,22 @@ type TableOptions struct {
 	// literals, once per distinct host, while the table is built (never on
 	// the event loop).
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	// Health, when set, runs active checks (after Health.Track) and keeps
+	// the runtime state of backends (health, drain, active connections)
+	// across tables built with it. nil: per-table state, passive health only.
+	Health *Health
+
+	// OnInvalid, when set, makes NewTable skip a route with a bad name, a bad
+	// backend URL, an unresolvable backend host or no backends (and a later
+	// duplicate of a name, or a default naming a skipped or missing route)
+	// and report it here instead of failing: one bad route from a dynamic
+	// source must not take the others down. nil: such a route fails NewTable.
+	OnInvalid func(route string, err error)
+
+	// Logger receives passive "backend down"/"backend up" for tables built
+	// without Health; nil uses slog.Default().
+	Logger *slog.Logger
 }
 
 // routeSet holds the routes of one scheme.
@@ -39,18 +58,21 @@ type routeSet struct {
 	// Lookup probes the wildcard map only with suffixes that can match.
 	wildLabels [2]uint64
 	def        *Pool
+	catchAll   *Pool // route "*"
 }
 
 // Table is an immutable routing snapshot. Routes are kept separately per
 // scheme: an http listener only sees routes that have http:// backends.
 type Table struct {
-	sets   [SchemeTLS + 1]routeSet // indexed by Scheme
-	routes []RouteSpec             // normalised names, sorted by name
+	sets     [SchemeTLS + 1]routeSet // indexed by Scheme
+	routes   []RouteSpec             // normalised names, sorted by name
+	backends []*Backend              // distinct, in order of first use
 }
 
 // NewTable validates routes, resolves backend host names and builds a Table.
 // defaultName, if not empty, must name one of routes; unknown and missing
-// names are sent to it.
+// names are sent to it. Without a default, a route named "*" serves them.
+// See TableOptions.OnInvalid for skipping bad routes instead of failing.
 func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
 	resolve := opts.Resolve
 	if resolve == nil {
@@ -58,43 +80,63 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	b := tableBuilder{
-		ctx:      ctx,
-		resolve:  resolve,
-		addrs:    make(map[string]netip.Addr),
-		backends: make(map[string]*Backend),
+		ctx:        ctx,
+		resolve:    resolve,
+		health:     opts.Health,
+		log:        log,
+		addrs:      make(map[string]netip.Addr),
+		backends:   make(map[string]*Backend),
+		states:     make(map[stateKey]*backendState),
+		configured: make(map[*backendState]bool),
 	}
 	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
 	for s := SchemeHTTP; s <= SchemeTLS; s++ {
 		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
 	}
+	// invalid fails the build, or reports and skips when OnInvalid is set.
+	invalid := func(route string, err error) error {
+		if opts.OnInvalid == nil {
+			return err
+		}
+		opts.OnInvalid(route, err)
+		return nil
+	}
 	names := make(map[string]string, len(routes)) // normalised -> as written
 	for _, r := range routes {
 		name, err := NormalizeRouteName(r.Name)
 		if err != nil {
-			return nil, err
+			if err := invalid(r.Name, err); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if first, dup := names[name]; dup {
-			return nil, fmt.Errorf("route %q: duplicate of route %q", r.Name, first)
+			if err := invalid(r.Name, fmt.Errorf("route %q: duplicate of route %q", r.Name, first)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		byScheme, err := b.route(r)
+		if err != nil {
+			if err := invalid(r.Name, err); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		names[name] = r.Name
-		if len(r.Backends) == 0 {
-			return nil, fmt.Errorf("route %q: no backends", r.Name)
-		}
-		var byScheme [SchemeTLS + 1][]*Backend
-		for _, raw := range r.Backends {
-			be, err := b.backend(raw)
-			if err != nil {
-				return nil, fmt.Errorf("route %q: %w", r.Name, err)
-			}
-			byScheme[be.Spec.Scheme] = append(byScheme[be.Spec.Scheme], be)
-		}
 		for s := SchemeHTTP; s <= SchemeTLS; s++ {
 			if len(byScheme[s]) == 0 {
 				continue
 			}
-			p := newPool(name, byScheme[s], maxSeq)
-			if suffix, ok := strings.CutPrefix(name, "*."); ok {
+			p := newPool(name, r.Balance, byScheme[s], maxSeq)
+			if name == "*" {
+				t.sets[s].catchAll = p
+			} else if suffix, ok := strings.CutPrefix(name, "*."); ok {
 				t.sets[s].wild[suffix] = p
 				n := strings.Count(suffix, ".") + 1 // <= 127 in a valid name
 				t.sets[s].wildLabels[n/64] |= 1 << (n % 64)
@@ -102,54 +144,127 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				t.sets[s].exact[name] = p
 			}
 		}
-		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends)})
+		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health})
 	}
+	def := ""
 	if defaultName != "" {
 		name, err := NormalizeRouteName(defaultName)
+		if err == nil {
+			if _, ok := names[name]; !ok {
+				err = fmt.Errorf("route %q is not defined", defaultName)
+			}
+		}
 		if err != nil {
-			return nil, fmt.Errorf("default: %w", err)
+			if err := invalid(defaultName, fmt.Errorf("default: %w", err)); err != nil {
+				return nil, err
+			}
+		} else {
+			def = name
 		}
-		if _, ok := names[name]; !ok {
-			return nil, fmt.Errorf("default: route %q is not defined", defaultName)
-		}
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
-			set := &t.sets[s]
-			if suffix, ok := strings.CutPrefix(name, "*."); ok {
+	}
+	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		set := &t.sets[s]
+		switch {
+		case def == "" || def == "*":
+			set.def = set.catchAll
+		default:
+			if suffix, ok := strings.CutPrefix(def, "*."); ok {
 				set.def = set.wild[suffix]
 			} else {
-				set.def = set.exact[name]
+				set.def = set.exact[def]
 			}
 		}
 	}
+	t.backends = b.order
 	slices.SortFunc(t.routes, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
 	return t, nil
 }
 
 type tableBuilder struct {
-	ctx      context.Context
-	resolve  func(ctx context.Context, host string) ([]netip.Addr, error)
-	addrs    map[string]netip.Addr // resolved host names
-	backends map[string]*Backend   // by URL, shared between routes
+	ctx        context.Context
+	resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
+	health     *Health
+	log        *slog.Logger
+	addrs      map[string]netip.Addr      // resolved host names
+	backends   map[string]*Backend        // by URL, shared between routes
+	states     map[stateKey]*backendState // this table's, by scheme and address
+	configured map[*backendState]bool     // check settings taken from a route of this table
+	order      []*Backend                 // distinct backends in order of first use
 }
 
-func (b *tableBuilder) backend(raw string) (*Backend, error) {
+// route builds the backends of r by scheme. Nothing is recorded in the
+// builder unless the whole route is valid, so a skipped route leaves no
+// trace in the table.
+func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
+	var byScheme [SchemeTLS + 1][]*Backend
+	if len(r.Backends) == 0 {
+		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
+	}
+	var fresh []*Backend
+	for _, raw := range r.Backends {
+		be, isNew, err := b.backend(raw, fresh)
+		if err != nil {
+			return byScheme, fmt.Errorf("route %q: %w", r.Name, err)
+		}
+		if isNew {
+			fresh = append(fresh, be)
+		}
+		byScheme[be.Spec.Scheme] = append(byScheme[be.Spec.Scheme], be)
+	}
+	var defaults HealthCheck
+	if b.health != nil {
+		defaults = b.health.opts.Defaults
+	}
+	check := r.Health.WithDefaults(defaults)
+	for _, be := range fresh {
+		b.backends[be.Spec.Raw] = be
+		b.order = append(b.order, be)
+		key := stateKey{be.Spec.Scheme, be.Addr}
+		cfg := &probeConfig{HealthCheck: check, host: be.Spec.Host, proxy: be.Spec.Proxy}
+		st := b.states[key]
+		if st == nil {
+			if b.health != nil {
+				st = b.health.state(key, cfg)
+			} else {
+				st = newState(key, nil, b.log, cfg)
+			}
+			b.states[key] = st
+		}
+		// The first route of this table naming the address sets its
+		// checks; a rebuild may change them for a shared state.
+		if !b.configured[st] {
+			b.configured[st] = true
+			st.cfg.Store(cfg)
+		}
+		be.st = st
+	}
+	return byScheme, nil
+}
+
+// backend returns the backend for raw: one already in the table or in fresh
+// (isNew false), or a new one without runtime state (isNew true).
+func (b *tableBuilder) backend(raw string, fresh []*Backend) (be *Backend, isNew bool, err error) {
 	if be, ok := b.backends[raw]; ok {
-		return be, nil
+		return be, false, nil
+	}
+	for _, be := range fresh {
+		if be.Spec.Raw == raw {
+			return be, false, nil
+		}
 	}
 	spec, err := ParseBackend(raw)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ip, err := netip.ParseAddr(spec.Host)
 	if err != nil {
 		ip, err = b.lookup(spec.Host)
 		if err != nil {
-			return nil, fmt.Errorf("resolve backend %q: %w", raw, err)
+			return nil, false, fmt.Errorf("resolve backend %q: %w", raw, err)
 		}
 	}
-	be := newBackend(spec, ip)
-	b.backends[raw] = be
-	return be, nil
+	// The state is attached by route once the whole route is valid.
+	return buildBackend(spec, ip), true, nil
 }
 
 // lookup resolves host once per build. It prefers the first IPv4 address:
@@ -284,6 +399,10 @@ func allDigits(b []byte) bool {
 	return true
 }
 
+// Backends returns the distinct backends of the table (one per URL), in the
+// order routes first name them.
+func (t *Table) Backends() []*Backend { return slices.Clone(t.backends) }
+
 // Len returns the number of route names.
 func (t *Table) Len() int { return len(t.routes) }
 
@@ -291,7 +410,8 @@ func (t *Table) Len() int { return len(t.routes) }
 func (t *Table) Routes() []RouteSpec {
 	out := make([]RouteSpec, len(t.routes))
 	for i, r := range t.routes {
-		out[i] = RouteSpec{Name: r.Name, Backends: slices.Clone(r.Backends)}
+		out[i] = r
+		out[i].Backends = slices.Clone(r.Backends)
 	}
 	return out
 }

@@ -147,7 +147,7 @@ func TestNewTableErrors(t *testing.T) {
 			{Name: "A.Test.", Backends: []string{"http://127.0.0.1"}},
 		}, "", `route "A.Test.": duplicate of route "a.test"`},
 		{[]RouteSpec{{Name: "a.test", Backends: []string{"http://127.0.0.1"}}}, "b.test", `default: route "b.test" is not defined`},
-		{[]RouteSpec{{Name: "a.test", Backends: []string{"http://127.0.0.1"}}}, "*", `default: invalid route name "*"`},
+		{[]RouteSpec{{Name: "a.test", Backends: []string{"http://127.0.0.1"}}}, "*", `default: route "*" is not defined`},
 	}
 	for _, tc := range tests {
 		_, err := NewTable(context.Background(), tc.routes, tc.def, TableOptions{})
@@ -332,4 +332,121 @@ func BenchmarkLookup(b *testing.B) {
 			})
 		}
 	})
+}
+
+func TestNewTableOnInvalid(t *testing.T) {
+	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if host == "ok.internal" {
+			return []netip.Addr{netip.MustParseAddr("10.0.0.1")}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	routes := []RouteSpec{
+		{Name: "good.test", Backends: []string{"http://127.0.0.1:9001"}},
+		{Name: "bad name!", Backends: []string{"http://127.0.0.1:9002"}},
+		{Name: "badurl.test", Backends: []string{"http://127.0.0.1:9003", "htp://x"}},
+		{Name: "nxdomain.test", Backends: []string{"http://127.0.0.1:9004", "http://gone.internal"}},
+		{Name: "empty.test"},
+		{Name: "Good.Test", Backends: []string{"http://127.0.0.1:9005"}},
+		{Name: "dns.test", Backends: []string{"http://ok.internal:81"}},
+	}
+	type report struct{ route, err string }
+	var got []report
+	opts := TableOptions{Resolve: resolve, OnInvalid: func(route string, err error) {
+		got = append(got, report{route, err.Error()})
+	}}
+	tab, err := NewTable(context.Background(), routes, "missing.test", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []report{
+		{"bad name!", `invalid route name "bad name!" (want a host name, *.suffix or *)`},
+		{"badurl.test", `route "badurl.test": parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+		{"nxdomain.test", `route "nxdomain.test": resolve backend "http://gone.internal": no such host`},
+		{"empty.test", `route "empty.test": no backends`},
+		{"Good.Test", `route "Good.Test": duplicate of route "good.test"`},
+		{"missing.test", `default: route "missing.test" is not defined`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("reports:\n%q\nwant\n%q", got, want)
+	}
+	var names []string
+	for _, r := range tab.Routes() {
+		names = append(names, r.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"dns.test", "good.test"}) {
+		t.Errorf("routes %q", names)
+	}
+	// Backends of skipped routes leave no trace.
+	var addrs []string
+	for _, b := range tab.Backends() {
+		addrs = append(addrs, b.Addr.String())
+	}
+	if !reflect.DeepEqual(addrs, []string{"127.0.0.1:9001", "10.0.0.1:81"}) {
+		t.Errorf("Backends() %q", addrs)
+	}
+	if p := tab.Lookup(SchemeHTTP, []byte("good.test")); p == nil || p.Backends[0].Spec.Port != 9001 {
+		t.Errorf("first of the duplicates should win: %v", p)
+	}
+	if p := tab.Lookup(SchemeHTTP, []byte("nope.test")); p != nil {
+		t.Errorf("missing default: Lookup gave %q", p.Name)
+	}
+	// Without OnInvalid each of them fails the build.
+	for _, r := range routes[1:6] {
+		if _, err := NewTable(context.Background(), []RouteSpec{routes[0], r}, "", TableOptions{Resolve: resolve}); err == nil {
+			t.Errorf("route %q: no error without OnInvalid", r.Name)
+		}
+	}
+}
+
+func TestCatchAll(t *testing.T) {
+	routes := append([]RouteSpec{{Name: "*", Backends: []string{"http://127.0.0.1:9100", "tls://127.0.0.1:9101"}}}, lookupRoutes...)
+	name := func(p *Pool) string {
+		if p == nil {
+			return ""
+		}
+		return p.Name
+	}
+	for _, tc := range []struct {
+		def        string
+		s          Scheme
+		host, want string
+	}{
+		{"", SchemeHTTP, "nope.test", "*"},
+		{"", SchemeHTTP, "", "*"},
+		{"", SchemeHTTP, "app1.test", "app1.test"},
+		{"", SchemeHTTP, "a.apps.test", "*.apps.test"},
+		{"", SchemeHTTP, "*", "*"},
+		{"", SchemeTLS, "nope.test", "*"},
+		{"*", SchemeHTTP, "nope.test", "*"},
+		{"fallback.test", SchemeHTTP, "nope.test", "fallback.test"}, // an explicit default wins
+		{"fallback.test", SchemeTLS, "nope.test", ""},               // even where it has no backends
+	} {
+		tab := mustTable(t, routes, tc.def)
+		if got := name(tab.Lookup(tc.s, []byte(tc.host))); got != tc.want {
+			t.Errorf("default %q: Lookup(%v, %q) = %q, want %q", tc.def, tc.s, tc.host, got, tc.want)
+		}
+	}
+	tab := mustTable(t, routes, "")
+	if r := tab.Routes(); r[0].Name != "*" || len(r) != len(routes) {
+		t.Errorf("Routes()[0] = %+v of %d", r[0], len(r))
+	}
+}
+
+func TestTableBackends(t *testing.T) {
+	tab := mustTable(t, lookupRoutes, "")
+	bs := tab.Backends()
+	if len(bs) != 10 { // 10 distinct URLs in lookupRoutes
+		t.Fatalf("Backends() has %d, want 10", len(bs))
+	}
+	seen := make(map[*Backend]bool)
+	for _, b := range bs {
+		if seen[b] {
+			t.Errorf("%v listed twice", b)
+		}
+		seen[b] = true
+	}
+	if bs[0].Spec.Raw != "http://127.0.0.1:9001" || bs[1].Spec.Raw != "tls://127.0.0.1:9443" {
+		t.Errorf("Backends() not in order of first use: %v %v", bs[0], bs[1])
+	}
 }

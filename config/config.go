@@ -29,7 +29,10 @@ type Listener struct {
 	// from a load balancer in front, accepted only from TrustedProxies.
 	AcceptProxy    bool
 	TrustedProxies []netip.Prefix // `trusted_proxies: [10.0.0.0/8, 192.0.2.7]`
-	Line           int            // line of the listener in the file
+	// ForwardedHeaders lists the forwarding headers an http listener adds
+	// to every request (ForwardedHeaderNames); nil means all of them.
+	ForwardedHeaders []string
+	Line             int // line of the listener in the file
 }
 
 // Timeouts bound the phases of a proxied connection.
@@ -37,11 +40,14 @@ type Timeouts struct {
 	Handshake time.Duration // until the route name (Host header or SNI) is read
 	Connect   time.Duration // to connect to a backend
 	Idle      time.Duration // without traffic in either direction
+	Shutdown  time.Duration // SIGTERM: how long open connections may finish (default 30s)
 }
 
 // Limits bound per-connection resources.
 type Limits struct {
-	MaxHeaderBytes int // bytes buffered while looking for the Host header or SNI
+	MaxHeaderBytes      int // bytes buffered while looking for the Host header or SNI
+	MaxConnections      int // open client connections overall; 0: unlimited
+	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
 }
 
 // Defaults and bounds.
@@ -49,6 +55,7 @@ const (
 	DefaultHandshake      = 5 * time.Second
 	DefaultConnect        = 3 * time.Second
 	DefaultIdle           = 300 * time.Second
+	DefaultShutdown       = 30 * time.Second
 	DefaultMaxHeaderBytes = 16384
 	MinMaxHeaderBytes     = 1024
 	MaxMaxHeaderBytes     = 1 << 20
@@ -63,7 +70,39 @@ type Config struct {
 	Default   string               // normalised route name, or ""
 	Timeouts  Timeouts
 	Limits    Limits
-	Loops     int // event loops, 0 = one per CPU
+	Loops     int    // event loops, 0 = one per CPU
+	Redis     *Redis // nil: routes come from this file only
+	// Health is the default active health check, for routes that set none
+	// (every Redis route).
+	Health    balancer.HealthCheck
+	Retries   int        // further backends tried after a failed connect (default 2; -1: none)
+	Admin     *Admin     // nil: no admin server
+	AccessLog *AccessLog // nil: no access log
+}
+
+// Admin configures the admin HTTP server (metrics, pprof, health, routes).
+type Admin struct {
+	Address     string // "127.0.0.1:9090"
+	AllowPublic bool   // required to bind anything but a loopback address
+}
+
+// AccessLog configures the per-connection access log.
+type AccessLog struct {
+	Path   string // file, "-" or "" for stdout, "stderr"
+	Format string // "json" (default) or "text"
+	Queue  int    // lines buffered before dropping (default 8192)
+}
+
+// Redis configures the Redis route source (hipache-compatible schema).
+type Redis struct {
+	URL            string        // redis:// or rediss://, password may be in the URL
+	SentinelMaster string        // with SentinelAddrs: use Redis Sentinel
+	SentinelAddrs  []string      // "host:port"
+	ClusterAddrs   []string      // "host:port": use Redis Cluster
+	Schema         string        // "hipache" (default) or "sets"
+	Resync         time.Duration // full resync period (default 30s)
+	SnapshotFile   string        // last routes seen, loaded at start when Redis is down
+	ShareHealth    bool          // share backend health with the fleet through Redis (default true)
 }
 
 // Error is a configuration error at a line of a file. Err is the underlying
@@ -114,7 +153,7 @@ func Parse(data []byte, filename string) (*Config, error) {
 	p := parser{file: filename}
 	cfg := &Config{
 		Path:     filename,
-		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle},
+		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown},
 		Limits:   Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 	}
 	if err := p.config(&doc, cfg); err != nil {
@@ -285,7 +324,8 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 		return p.errorf(nil, "", "no listeners")
 	}
 	var defaultNode, listenersNode *yaml.Node
-	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops"}
+	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
+		"redis", "health", "retries", "admin", "access_log"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -300,6 +340,26 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return err
 		case "timeouts":
 			return p.timeouts(v, &cfg.Timeouts)
+		case "redis":
+			return p.redis(v, cfg)
+		case "health":
+			return p.health(v, "health", &cfg.Health)
+		case "admin":
+			return p.admin(v, cfg)
+		case "access_log":
+			return p.accessLog(v, cfg)
+		case "retries":
+			n, err := p.integer(v, key)
+			if err != nil {
+				return err
+			}
+			if n < 0 || n > 10 {
+				return p.errorf(v, key, "%d out of range 0..10", n)
+			}
+			cfg.Retries = n
+			if n == 0 {
+				cfg.Retries = -1
+			}
 		case "limits":
 			return p.limits(v, &cfg.Limits)
 		case "loops":
@@ -355,8 +415,12 @@ func (p *parser) listeners(n *yaml.Node, cfg *Config) error {
 		l := Listener{Line: item.Line}
 		var nodes [3]*yaml.Node // name, address, protocol
 		var acceptNode *yaml.Node
-		err := p.fields(item, path, []string{"name", "address", "protocol", "accept_proxy", "trusted_proxies"}, func(key string, k, v *yaml.Node) error {
+		var fwdNode *yaml.Node
+		err := p.fields(item, path, []string{"name", "address", "protocol", "accept_proxy", "trusted_proxies", "forwarded_headers"}, func(key string, k, v *yaml.Node) error {
 			switch key {
+			case "forwarded_headers":
+				fwdNode = v
+				return p.forwardedHeaders(v, path+".forwarded_headers", &l)
 			case "accept_proxy":
 				acceptNode = v
 				if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
@@ -400,12 +464,16 @@ func (p *parser) listeners(n *yaml.Node, cfg *Config) error {
 			return p.wrap(nodes[1], path+".address", err)
 		}
 		l.Address = addr
-		if first, dup := addrs[addr]; dup {
+		// Port 0 asks the kernel for a free port each time: never a duplicate.
+		if first, dup := addrs[addr]; dup && !strings.HasSuffix(addr, ":0") {
 			return p.errorf(nodes[1], path+".address", "duplicate listener address %s (first at line %d)", addr, first)
 		}
 		addrs[addr] = nodes[1].Line
 		if l.Protocol != "http" && l.Protocol != "tls" {
 			return p.errorf(nodes[2], path+".protocol", "unknown protocol %q (want http or tls)", l.Protocol)
+		}
+		if fwdNode != nil && l.Protocol != "http" {
+			return p.errorf(fwdNode, path+".forwarded_headers", "only http listeners add forwarding headers (TLS passes through; use ?proxy=v1|v2 on backends)")
 		}
 		if l.AcceptProxy && len(l.TrustedProxies) == 0 {
 			return p.errorf(acceptNode, path+".accept_proxy", "accept_proxy needs trusted_proxies (the addresses of the load balancers in front)")
@@ -494,13 +562,45 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 			return p.errorf(k, path, "duplicate route name (first at line %d)", first)
 		}
 		seen[name] = k.Line
+		r := balancer.RouteSpec{Name: name}
+		if v.Kind == yaml.MappingNode {
+			// The long form: {backends: [...], balance: ..., health: {...}}.
+			var list *yaml.Node
+			err := p.fields(v, path, []string{"backends", "balance", "health"}, func(key string, k, fv *yaml.Node) error {
+				switch key {
+				case "backends":
+					list = fv
+				case "balance":
+					s, err := p.str(fv, path+".balance")
+					if err != nil {
+						return err
+					}
+					a, err := balancer.ParseAlgorithm(s)
+					if err != nil {
+						return p.wrap(fv, path+".balance", err)
+					}
+					r.Balance = a
+				case "health":
+					return p.health(fv, path+".health", &r.Health)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if list == nil {
+				return p.errorf(v, path, "missing \"backends\"")
+			}
+			path += ".backends"
+			v = list
+		}
 		if v.Kind != yaml.SequenceNode {
 			return p.errorf(v, path, "want a list of backend URLs, got %s", kindName(v))
 		}
 		if len(v.Content) == 0 {
 			return p.errorf(v, path, "no backends")
 		}
-		r := balancer.RouteSpec{Name: name, Backends: make([]string, 0, len(v.Content))}
+		r.Backends = make([]string, 0, len(v.Content))
 		for j, item := range v.Content {
 			item = deref(item)
 			ipath := fmt.Sprintf("%s[%d]", path, j)
@@ -519,7 +619,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 }
 
 func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
-	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown"}, func(key string, k, v *yaml.Node) error {
 		d, err := p.duration(v, "timeouts."+key)
 		if err != nil {
 			return err
@@ -531,17 +631,31 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 			t.Connect = d
 		case "idle":
 			t.Idle = d
+		case "shutdown":
+			t.Shutdown = d
 		}
 		return nil
 	})
 }
 
 func (p *parser) limits(n *yaml.Node, l *Limits) error {
-	return p.fields(n, "limits", []string{"max_header_bytes"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "limits", []string{"max_header_bytes", "max_connections", "max_connections_per_ip"}, func(key string, k, v *yaml.Node) error {
 		path := "limits." + key
 		n, err := p.integer(v, path)
 		if err != nil {
 			return err
+		}
+		switch key {
+		case "max_connections", "max_connections_per_ip":
+			if n < 0 || n > 1<<30 {
+				return p.errorf(v, path, "%d out of range 0..%d (0: unlimited)", n, 1<<30)
+			}
+			if key == "max_connections" {
+				l.MaxConnections = n
+			} else {
+				l.MaxConnectionsPerIP = n
+			}
+			return nil
 		}
 		if n < MinMaxHeaderBytes || n > MaxMaxHeaderBytes {
 			return p.errorf(v, path, "%d out of range %d..%d", n, MinMaxHeaderBytes, MaxMaxHeaderBytes)

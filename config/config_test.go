@@ -28,12 +28,12 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.apps.test", Backends: []string{"http://127.0.0.1:9003"}},
 			},
 			Default:  "app1.test",
-			Timeouts: Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second},
+			Timeouts: Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown},
 			Limits:   Limits{MaxHeaderBytes: 16384},
 		}},
 		{"minimal.yaml", Config{
 			Listeners: []Listener{{Name: "web", Address: "127.0.0.1:8080", Protocol: "http", Line: 2}},
-			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle},
+			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown},
 			Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 		}},
 		{"full.yaml", Config{
@@ -46,7 +46,7 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.example", Backends: []string{"tls://[::1]:9443?weight=3&proxy=v2"}},
 			},
 			Default:  "shop.example",
-			Timeouts: Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour},
+			Timeouts: Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown},
 			Limits:   Limits{MaxHeaderBytes: 65536},
 			Loops:    4,
 		}},
@@ -90,7 +90,7 @@ func TestDemo(t *testing.T) {
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
 		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops)`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
 		{"unknown_default.yaml", `testdata/unknown_default.yaml:5: default: route "app2.test" is not defined in routes`},
@@ -132,14 +132,14 @@ func TestParseBad(t *testing.T) {
 		{"empty listeners", "listeners: []\n", `1: listeners: no listeners`},
 		{"null listeners", "listeners:\n", `1: listeners: no listeners`},
 		{"duplicate key", head + "loops: 1\nloops: 2\n", `4: loops: duplicate key (first at line 3)`},
-		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops)`},
-		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops)`},
+		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
+		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
 		{"complex key", head + "? [a]\n: 1\n", `3: want a key, got a list`},
 
 		// listeners
 		{"listeners not a list", "listeners: {name: web}\n", `1: listeners: want a list, got a mapping`},
 		{"listener not a mapping", "listeners:\n  - web\n", `2: listeners[0]: want a mapping, got "web"`},
-		{"listener unknown key", "listeners:\n  - name: web\n    adress: 127.0.0.1:80\n", `3: listeners[0].adress: unknown key (want name, address, protocol, accept_proxy, trusted_proxies)`},
+		{"listener unknown key", "listeners:\n  - name: web\n    adress: 127.0.0.1:80\n", `3: listeners[0].adress: unknown key (want name, address, protocol, accept_proxy, trusted_proxies, forwarded_headers)`},
 		{"listener missing protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n", `2: listeners[0]: missing "protocol"`},
 		{"listener missing name", "listeners:\n  - {address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0]: missing "name"`},
 		{"listener empty name", "listeners:\n  - {name: '', address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0].name: empty name`},
@@ -159,8 +159,8 @@ func TestParseBad(t *testing.T) {
 
 		// routes
 		{"routes not a mapping", head + "routes:\n  - http://127.0.0.1:1\n", `4: routes: want a mapping of route name to backend URLs, got a list`},
-		{"bad route name", head + "routes:\n  app_1..test: [http://127.0.0.1:1]\n", `4: routes["app_1..test"]: invalid route name "app_1..test" (want a host name or *.suffix)`},
-		{"wildcard in middle", head + "routes:\n  'a.*.test': [http://127.0.0.1:1]\n", `4: routes["a.*.test"]: invalid route name "a.*.test" (want a host name or *.suffix)`},
+		{"bad route name", head + "routes:\n  app_1..test: [http://127.0.0.1:1]\n", `4: routes["app_1..test"]: invalid route name "app_1..test" (want a host name, *.suffix or *)`},
+		{"wildcard in middle", head + "routes:\n  'a.*.test': [http://127.0.0.1:1]\n", `4: routes["a.*.test"]: invalid route name "a.*.test" (want a host name, *.suffix or *)`},
 		{"null route name", head + "routes:\n  ~: [http://127.0.0.1:1]\n", `4: routes: want a route name, got nothing`},
 		{"route not a list", head + "routes:\n  a.test: http://127.0.0.1:1\n", `4: routes["a.test"]: want a list of backend URLs, got "http://127.0.0.1:1"`},
 		{"route null", head + "routes:\n  a.test:\n", `4: routes["a.test"]: want a list of backend URLs, got nothing`},
@@ -174,11 +174,11 @@ func TestParseBad(t *testing.T) {
 
 		// default
 		{"default without routes", head + "default: a.test\n", `3: default: route "a.test" is not defined in routes`},
-		{"default invalid", head + "routes: {a.test: [http://127.0.0.1:1]}\ndefault: 'a b'\n", `4: default: invalid route name "a b" (want a host name or *.suffix)`},
+		{"default invalid", head + "routes: {a.test: [http://127.0.0.1:1]}\ndefault: 'a b'\n", `4: default: invalid route name "a b" (want a host name, *.suffix or *)`},
 		{"default null", head + "default:\n", `3: default: want a string, got nothing`},
 
 		// timeouts
-		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle)`},
+		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown)`},
 		{"timeout no unit", head + "timeouts:\n  idle: 300\n", `4: timeouts.idle: invalid duration "300" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout garbage", head + "timeouts:\n  connect: soon\n", `4: timeouts.connect: invalid duration "soon" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout zero", head + "timeouts:\n  connect: 0s\n", `4: timeouts.connect: duration "0s" must be positive`},
@@ -191,7 +191,7 @@ func TestParseBad(t *testing.T) {
 		{"limit too big", head + "limits:\n  max_header_bytes: 1048577\n", `4: limits.max_header_bytes: 1048577 out of range 1024..1048576`},
 		{"limit not an int", head + "limits:\n  max_header_bytes: 16k\n", `4: limits.max_header_bytes: want an integer, got "16k"`},
 		{"limit float", head + "limits:\n  max_header_bytes: 2048.0\n", `4: limits.max_header_bytes: want an integer, got "2048.0"`},
-		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes)`},
+		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip)`},
 
 		// loops
 		{"loops negative", head + "loops: -1\n", `3: loops: -1 out of range 0..1024 (0: one per CPU)`},
@@ -229,11 +229,11 @@ func TestParseGood(t *testing.T) {
 		check      func(*Config) bool
 	}{
 		{"defaults", head, func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second} &&
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second} &&
 				c.Limits.MaxHeaderBytes == 16384 && c.Loops == 0 && c.Default == "" && c.Routes == nil
 		}},
 		{"partial timeouts keep defaults", head + "timeouts: {idle: 1m}\n", func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute}
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second}
 		}},
 		{"limit bounds", head + "limits: {max_header_bytes: 1024}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1024 }},
 		{"limit hex", head + "limits: {max_header_bytes: 0x100000}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1<<20 }},

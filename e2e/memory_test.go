@@ -95,7 +95,7 @@ func TestSlowBackendUploadMemoryBound(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Minute))
-	io.WriteString(c, "PUT /1g HTTP/1.1\r\nHost: big.test\r\n\r\n")
+	fmt.Fprintf(c, "PUT /1g HTTP/1.1\r\nHost: big.test\r\nContent-Length: %d\r\n\r\n", transferSize)
 	var sent atomic.Int64
 	crc, err := testutil.SendPattern(c, transferSize, &sent)
 	if err != nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/valyala/bytebufferpool"
 
@@ -34,6 +35,8 @@ const (
 	fWriteShut                     // we shut down our write side
 	fQueued                        // in loop.ready
 	fProxied                       // client: its PROXY header was consumed
+	fTrusted                       // client: its direct peer is in the listener's trusted_proxies
+	fCounted                       // client: counted in the per-IP connection counts
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend
@@ -57,8 +60,12 @@ type conn struct {
 	pend    []byte
 	pendOff int
 
+	// h is the request-framing state of a client of an http listener.
+	h *httpConn
+
 	pool    *balancer.Pool
-	backend *balancer.Backend
+	backend *balancer.Backend // client: its current backend; backend: the backend it connects to (Acquired)
+	failed  *balancer.Backend // client: the last backend that failed to connect
 	tries   int
 
 	// timer list membership
@@ -68,6 +75,13 @@ type conn struct {
 	active     int64 // client: last time a byte moved either way
 
 	bytesUp, bytesDown int64 // client: bytes client->backend and backend->client
+
+	start   int64      // client: accept time (unix ns, from the loop clock)
+	wall    time.Time  // client: accept time, when an access log is kept
+	name    string     // client: the name it asked for, when an access log is kept
+	alpn    string     // client: its first ALPN protocol, when an access log is kept
+	outcome Outcome    // client: how it ended, when not simply forwarded
+	reason  *rejection // client: why it was rejected
 }
 
 // listener is a listening socket's description, shared by the loops.

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/balancer"
@@ -11,18 +13,28 @@ import (
 // connectNext dials the pool's next backend, trying up to Retries more after
 // failures before answering the client that no backend is reachable.
 func (l *loop) connectNext(c *conn) {
+	var hash uint64
+	if c.pool.Algorithm == balancer.SourceHash {
+		hash = balancer.HashAddr(c.remote.Addr())
+	}
 	for c.tries <= l.e.opts.Retries {
-		b := c.pool.Pick()
+		b := c.pool.Pick(hash, c.failed)
 		if b == nil {
 			break
 		}
 		c.tries++
 		bc, err := l.dial(b)
 		if err != nil {
+			l.e.stats.ConnectFailures.Add(1)
+			b.ConnectFailed()
+			c.failed = b
 			l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
 				"backend", b.Addr, "err", err)
 			continue
 		}
+		b.Acquire()
+		bc.backend = b
+		bc.active = nanotime() // connect start, for the latency histogram
 		bc.peer = c
 		c.peer = bc
 		c.backend = b
@@ -84,6 +96,8 @@ func (l *loop) connected(bc *conn) {
 		return
 	}
 	c := bc.peer
+	bc.backend.ConnectSucceeded()
+	l.e.stats.ConnectLatency.Observe(time.Duration(nanotime() - bc.active))
 	l.setList(bc, listNone)
 	bc.state = stForward
 	c.state = stForward
@@ -94,33 +108,39 @@ func (l *loop) connected(bc *conn) {
 	c.first = nil
 	c.bytesUp += int64(len(first.B))
 	var ok bool
+	out := l.out[:0]
 	if pp := c.backend.Spec.Proxy; pp != balancer.ProxyNone {
-		out := l.proxyHeader(c, pp, first.B)
+		out = l.proxyHeader(c, pp, first.B, out)
+	}
+	if c.h != nil {
+		out, ok = l.upHTTP(c, bc, first.B, out)
+	} else {
 		out = append(out, first.B...)
 		ok = l.send(bc, out)
-		l.putBuf(out)
-	} else {
-		ok = l.send(bc, first.B)
 	}
+	l.out = out[:0]
 	putFirst(first)
-	if !ok {
+	if !ok || c.fd < 0 {
 		return
 	}
-	if c.flags&fReadReady != 0 || c.flags&fReadEOF != 0 {
-		if c.flags&fReadEOF != 0 {
-			// The client half-closed with its request: pass the FIN on.
-			l.shutWrite(bc)
-		} else {
-			l.pump(c)
+	if c.flags&fReadEOF != 0 {
+		// The client half-closed with its request: pass the FIN on.
+		if bc.pend == nil {
+			l.passFIN(bc)
 		}
+	} else if c.flags&fReadReady != 0 {
+		l.pump(c)
 	}
-	if bc.state == stForward && bc.flags&fReadReady != 0 {
+	if bc.fd >= 0 && bc.state == stForward && bc.flags&fReadReady != 0 {
 		l.pump(bc)
 	}
 }
 
 func (l *loop) connectFailed(bc *conn, err error) {
 	c := bc.peer
+	l.e.stats.ConnectFailures.Add(1)
+	bc.backend.ConnectFailed()
+	c.failed = bc.backend
 	l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
 		"backend", c.backend.Addr, "err", err)
 	c.peer = nil
@@ -133,11 +153,10 @@ func (l *loop) connectFailed(bc *conn, err error) {
 // proxyHeader renders the PROXY protocol header announcing c's client to its
 // backend into a loop buffer. For v2 it re-reads the name and ALPN from the
 // buffered first bytes (the loop's parser state belongs to whoever parsed last).
-func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first []byte) []byte {
+func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte) []byte {
 	if !c.local.IsValid() {
 		c.local = l.localAddr(c.fd)
 	}
-	out := l.getBuf()
 	if pp == balancer.ProxyV1 {
 		return proxyproto.AppendV1(out, c.remote, c.local)
 	}

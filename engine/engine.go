@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
 )
 
@@ -34,6 +35,9 @@ type ListenerSpec struct {
 	// TrustedProxies and the address it announces is the client's.
 	AcceptProxy    bool
 	TrustedProxies []netip.Prefix
+	// NoForward turns off forwarding headers of an http listener (FwdXFF,
+	// FwdProto, FwdPort, FwdForwarded); by default all are added to every request.
+	NoForward uint8
 }
 
 // trusted reports whether a is in the listener's trusted proxy ranges.
@@ -55,8 +59,14 @@ type Options struct {
 	ConnectTimeout   time.Duration // backend connect (default 3s)
 	IdleTimeout      time.Duration // no byte either way (default 300s)
 	MaxHeaderBytes   int           // request head / ClientHello limit (default 16 KiB)
-	Retries          int           // further backends tried after a failed connect (default 2)
+	Retries          int           // further backends tried after a failed connect (default 2; <0: none)
 	Logger           *slog.Logger  // default slog.Default()
+
+	MaxConnections      int // open client connections overall; 0: unlimited
+	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
+
+	// AccessLog, if set, gets one record per client connection when it ends.
+	AccessLog *accesslog.Log
 }
 
 func (o *Options) setDefaults() {
@@ -91,18 +101,12 @@ type Engine struct {
 	loops []*loop
 	addrs []netip.AddrPort // bound address per listener spec
 	stats Stats
+	perIP *ipCounts // nil without max_connections_per_ip
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
 	closed   atomic.Bool
-}
-
-// Stats are engine-wide counters, updated atomically by the loops.
-type Stats struct {
-	Accepted  atomic.Int64 // connections accepted
-	Open      atomic.Int64 // client connections currently open
-	Rejected  atomic.Int64 // answered with an error status or alert
-	Forwarded atomic.Int64 // paired with a backend
+	draining atomic.Bool
 }
 
 // New validates opts and binds every listener on every loop. Call Start to serve.
@@ -115,6 +119,13 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("engine: no router")
 	}
 	e := &Engine{opts: opts, stopTick: make(chan struct{})}
+	if opts.MaxConnectionsPerIP > 0 {
+		e.perIP = new(ipCounts)
+	}
+	e.stats.Listeners = make([]ListenerStats, len(opts.Listeners))
+	for i, l := range opts.Listeners {
+		e.stats.Listeners[i].Name = l.Name
+	}
 	for i := 0; i < opts.Loops; i++ {
 		l, err := newLoop(e, i)
 		if err != nil {
@@ -190,6 +201,42 @@ func (e *Engine) Start() {
 		}
 	}()
 }
+
+// Shutdown stops accepting and lets open connections finish until ctx ends,
+// then closes what is left. The listening sockets are closed at once (after
+// taking the connections already queued), so a new portier bound to the
+// same ports with SO_REUSEPORT receives every new connection; an http
+// client's next request on a kept-alive connection is not forwarded (the
+// connection closes after the current answer and the client reconnects).
+func (e *Engine) Shutdown(ctx context.Context) error {
+	if e.closed.Load() || !e.draining.CompareAndSwap(false, true) {
+		return e.Close()
+	}
+	var wg sync.WaitGroup
+	for _, l := range e.loops {
+		wg.Add(1)
+		l.trigger(func(any) error {
+			l.stopListening()
+			wg.Done()
+			return nil
+		})
+	}
+	wg.Wait()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for e.stats.Open.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			_ = e.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return e.Close()
+}
+
+// Draining reports whether Shutdown has begun.
+func (e *Engine) Draining() bool { return e.draining.Load() }
 
 // Close stops accepting, closes every connection and waits for the loops to exit.
 func (e *Engine) Close() error {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -81,7 +82,7 @@ func TestFastClientSlowBackendBounded(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	io.WriteString(c, "PUT /big HTTP/1.1\r\nHost: ul.test\r\n\r\n")
+	fmt.Fprintf(c, "PUT /big HTTP/1.1\r\nHost: ul.test\r\nContent-Length: %d\r\n\r\n", total)
 	crc, err := testutil.SendPattern(c, total, &sent)
 	if err != nil {
 		t.Fatalf("upload: %v", err)

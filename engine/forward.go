@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"time"
+
+	"github.com/portier/portier/accesslog"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,11 +16,14 @@ func (l *loop) pump(src *conn) {
 		if dst == nil || dst.pend != nil || src.flags&fReadReady == 0 || src.flags&fReadEOF != 0 {
 			return
 		}
+		if src.h != nil && (src.h.mode == httpAwait101 || src.h.mode == httpStopped) {
+			return // no client bytes until the backend has answered
+		}
 		if i == readsPerEvent {
 			l.scheduleRead(src)
 			return
 		}
-		n, err := unix.Read(src.fd, l.buf)
+		n, err := sysRead(src.fd, l.buf)
 		if n > 0 {
 			// A short read drained the socket; new bytes raise a new edge. After
 			// a hang-up we read on to the EOF since no further edge will come.
@@ -25,17 +31,34 @@ func (l *loop) pump(src *conn) {
 				src.flags &^= fReadReady
 			}
 			l.touch(src, n)
+			if src.h != nil && src.h.mode == httpFraming {
+				var ok bool
+				l.out, ok = l.upHTTP(src, dst, l.buf[:n], l.out[:0])
+				l.out = l.out[:0]
+				if !ok || dst.fd < 0 {
+					return
+				}
+				continue
+			}
+			if dst.h != nil && dst.h.mode == httpAwait101 {
+				l.backendAnswered(dst, l.buf[:n])
+			}
 			if !l.send(dst, l.buf[:n]) {
 				return
+			}
+			if dst.h != nil && dst.h.mode == httpTunnel && dst.h.carry != nil {
+				l.resumeTunnel(dst)
+				if src.fd < 0 {
+					return
+				}
 			}
 			continue
 		}
 		if n == 0 {
 			src.flags = src.flags&^fReadReady | fReadEOF
 			if dst.pend == nil {
-				l.shutWrite(dst)
+				l.passFIN(dst)
 			}
-			l.maybeDone(src)
 			return
 		}
 		switch err {
@@ -54,7 +77,7 @@ func (l *loop) pump(src *conn) {
 // It reports false when the pair was closed.
 func (l *loop) send(dst *conn, b []byte) bool {
 	for len(b) > 0 {
-		w, err := unix.Write(dst.fd, b)
+		w, err := sysWrite(dst.fd, b)
 		if w > 0 {
 			b = b[w:]
 			continue
@@ -79,7 +102,7 @@ func (l *loop) send(dst *conn, b []byte) bool {
 // flush writes dst's pending bytes; once they are out, reading its peer resumes.
 func (l *loop) flush(dst *conn) {
 	for dst.pendOff < len(dst.pend) {
-		w, err := unix.Write(dst.fd, dst.pend[dst.pendOff:])
+		w, err := sysWrite(dst.fd, dst.pend[dst.pendOff:])
 		if w > 0 {
 			dst.pendOff += w
 			continue
@@ -99,11 +122,25 @@ func (l *loop) flush(dst *conn) {
 	dst.pendOff = 0
 	src := dst.peer
 	if src.flags&fReadEOF != 0 {
-		l.shutWrite(dst)
-		l.maybeDone(dst)
+		l.passFIN(dst)
+		return
+	}
+	if src.h != nil && src.h.mode == httpStopped {
+		l.shutWrite(dst) // dst is the backend: the last request it gets is out
 		return
 	}
 	l.pump(src)
+}
+
+// passFIN passes the end of dst's peer's stream on to dst, once every byte
+// before it reached dst.
+func (l *loop) passFIN(dst *conn) {
+	if dst.h != nil && (dst.h.mode == httpStopped || dst.h.mode == httpAwait101) {
+		l.finishStopped(dst)
+		return
+	}
+	l.shutWrite(dst)
+	l.maybeDone(dst)
 }
 
 // shutWrite passes a FIN on: the peer's reader sees EOF once every byte before it arrived.
@@ -166,8 +203,17 @@ func (l *loop) closeConn(c *conn) {
 	if c.peer != nil {
 		c.peer.peer = nil
 	}
+	if c.h != nil {
+		l.putHTTP(c.h)
+	}
+	if c.kind == kindBackend && c.backend != nil {
+		c.backend.Release()
+	}
+	if c.flags&fCounted != 0 {
+		l.e.perIP.release(c.remote.Addr().Unmap())
+	}
 	if c.kind == kindClient {
-		l.e.stats.Open.Add(-1)
+		l.ended(c)
 	}
 	l.conns[c.fd] = nil
 	// Closing the descriptor also removes it from the epoll set.
@@ -175,5 +221,40 @@ func (l *loop) closeConn(c *conn) {
 	c.reset()
 	if len(l.free) < maxFreeConns {
 		l.free = append(l.free, c)
+	}
+}
+
+// ended accounts for a client connection that is closing.
+func (l *loop) ended(c *conn) {
+	l.e.stats.Open.Add(-1)
+	ls := &l.e.stats.Listeners[c.ln.idx]
+	ls.Open.Add(-1)
+	o := c.outcome
+	if o == OutcomeForwarded && c.reason == nil && c.state != stForward && c.bytesDown == 0 && c.backend == nil {
+		o = OutcomeClosedEarly
+	}
+	ls.Outcomes[o].Add(1)
+	ls.BytesUp.Add(c.bytesUp)
+	ls.BytesDown.Add(c.bytesDown)
+	if al := l.e.opts.AccessLog; al != nil {
+		r := &l.rec
+		*r = accesslog.Record{
+			Start:     c.wall,
+			Duration:  time.Since(c.wall),
+			Listener:  c.ln.spec.Name,
+			Client:    c.remote,
+			Name:      c.name,
+			ALPN:      c.alpn,
+			BytesUp:   c.bytesUp,
+			BytesDown: c.bytesDown,
+			Outcome:   o.String(),
+		}
+		if c.backend != nil {
+			r.Backend = c.backend.Spec.Raw
+		}
+		if c.reason != nil {
+			r.Reason = c.reason.code.String()
+		}
+		al.Log(r) // never blocks; a full queue counts a dropped line
 	}
 }

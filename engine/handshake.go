@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"time"
 
 	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
@@ -11,7 +12,9 @@ import (
 	"github.com/portier/portier/proxyproto"
 )
 
-func (l *loop) accept(ln *conn) {
+// accept takes up to acceptsPerEvent pending connections; it reports
+// whether more may be pending.
+func (l *loop) accept(ln *conn) bool {
 	for i := 0; i < acceptsPerEvent; i++ {
 		fd, remote, err := l.accept4(ln.fd)
 		if err != nil {
@@ -24,7 +27,7 @@ func (l *loop) accept(ln *conn) {
 			default:
 				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
 			}
-			return
+			return false
 		}
 		c := l.newConn(fd, kindClient)
 		c.state = stHandshake
@@ -38,9 +41,41 @@ func (l *loop) accept(ln *conn) {
 			l.free = append(l.free, c)
 			continue
 		}
+		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
+			c.flags |= fTrusted
+		}
+		c.start = l.now
 		l.e.stats.Accepted.Add(1)
 		l.e.stats.Open.Add(1)
+		ls := &l.e.stats.Listeners[ln.ln.idx]
+		ls.Accepted.Add(1)
+		ls.Open.Add(1)
+		if l.e.opts.AccessLog != nil {
+			c.wall = time.Now()
+		}
 		l.setList(c, listHandshake)
+		if !c.ln.spec.AcceptProxy && !l.admit(c) {
+			continue
+		}
+	}
+	return true
+}
+
+// stopListening closes this loop's listening sockets after taking the
+// connections already queued on them, so that none is reset. From then on
+// the kernel gives new connections to other sockets bound to the same port
+// (a new portier, with SO_REUSEPORT).
+func (l *loop) stopListening() {
+	for _, ln := range l.lns {
+		if ln.fd < 0 {
+			continue
+		}
+		_ = l.poller.Delete(ln.fd)
+		for i := 0; i < 1024 && l.accept(ln); i++ {
+		}
+		l.conns[ln.fd] = nil
+		_ = unix.Close(ln.fd)
+		ln.fd = -1
 	}
 }
 
@@ -80,7 +115,7 @@ func (l *loop) handshakeRead(c *conn) {
 		if room > len(l.buf) {
 			room = len(l.buf)
 		}
-		n, err := unix.Read(c.fd, l.buf[:room])
+		n, err := sysRead(c.fd, l.buf[:room])
 		if n > 0 {
 			c.first.B = append(c.first.B, l.buf[:n]...)
 			if n < room && c.flags&fHup == 0 {
@@ -125,6 +160,12 @@ func (l *loop) examine(c *conn) {
 	}
 	switch {
 	case err == nil:
+		if !tlsListener && !l.checkFirstFraming(c, data) {
+			return
+		}
+		if l.e.opts.AccessLog != nil {
+			l.noteName(c, name, tlsListener)
+		}
 		l.route(c, name)
 	case errors.Is(err, parser.ErrNeedMore):
 		switch {
@@ -146,6 +187,26 @@ func (l *loop) examine(c *conn) {
 	}
 }
 
+// noteName keeps what the access log reports about the client's request.
+// It allocates (the name outlives the buffer), which is why it only runs
+// with an access log.
+func (l *loop) noteName(c *conn, name []byte, tlsListener bool) {
+	c.name = string(name)
+	if !tlsListener {
+		return
+	}
+	if p, _, _ := parser.NextProtocol(l.hello.ALPN); len(p) > 0 {
+		switch string(p) { // the common ones without an allocation
+		case "h2":
+			c.alpn = "h2"
+		case "http/1.1":
+			c.alpn = "http/1.1"
+		default:
+			c.alpn = string(p)
+		}
+	}
+}
+
 // route picks the pool for name and starts connecting to a backend.
 func (l *loop) route(c *conn, name []byte) {
 	pool := l.e.opts.Router.Load().Lookup(c.ln.spec.Scheme, name)
@@ -159,6 +220,9 @@ func (l *loop) route(c *conn, name []byte) {
 	}
 	c.pool = pool
 	c.tries = 0
+	if c.ln.spec.Scheme == balancer.SchemeHTTP {
+		c.h = l.getHTTP()
+	}
 	c.state = stWaitPeer
 	l.setList(c, listNone)
 	l.connectNext(c)
@@ -189,13 +253,15 @@ func (l *loop) acceptProxyHeader(c *conn) bool {
 		c.local = l.pp.Dst
 	}
 	c.first.B = append(c.first.B[:0], c.first.B[n:]...)
-	return true
+	return l.admit(c)
 }
 
 // drop closes a client without an answer (it spoke no protocol we could
 // answer in) and logs why.
 func (l *loop) drop(c *conn, reason string, cause error) {
 	l.e.stats.Rejected.Add(1)
+	l.e.stats.Rejects[ReasonProxyHeader].Add(1)
+	c.outcome = OutcomeRejected
 	if cause != nil {
 		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason, "detail", cause.Error())
 	} else {

@@ -10,6 +10,7 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/queue"
 	"golang.org/x/sys/unix"
 
+	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -50,7 +51,12 @@ type loop struct {
 
 	hello parser.ClientHello
 	head  parser.RequestHead
-	pp    proxyproto.Header
+	fr    parser.RequestFramer // checks a client's first bytes before dialling
+	out   []byte               // rewritten client bytes on their way to a backend
+
+	httpFree []*httpConn
+	rec      accesslog.Record // scratch for the access log (copied by Log)
+	pp       proxyproto.Header
 
 	sa4    unix.SockaddrInet4
 	sa6    unix.SockaddrInet6
@@ -115,6 +121,9 @@ func (l *loop) closeAll() {
 	}
 	for _, c := range l.conns {
 		if c != nil && c.kind == kindClient {
+			if c.outcome == OutcomeForwarded {
+				c.outcome = OutcomeShutdown
+			}
 			l.closeConn(c)
 		}
 	}

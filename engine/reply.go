@@ -19,11 +19,12 @@ type rejection struct {
 	status int    // HTTP status
 	alert  byte   // TLS alert description; 0: close without an alert
 	reason string // for the log line and the HTTP body
+	code   Reason // for metrics
 	reply  []byte // the rendered HTTP response; never modified
 }
 
-func newRejection(status int, alert byte, reason string) *rejection {
-	r := &rejection{status: status, alert: alert, reason: reason}
+func newRejection(code Reason, status int, alert byte, reason string) *rejection {
+	r := &rejection{code: code, status: status, alert: alert, reason: reason}
 	r.reply = httpReply(r)
 	return r
 }
@@ -37,15 +38,17 @@ const (
 )
 
 var (
-	rejUnknownName    = newRejection(404, alertUnrecognizedName, "no route for this name")
-	rejNoName         = newRejection(400, alertUnrecognizedName, "no host name (Host header or SNI) and no default route")
-	rejNoBackend      = newRejection(502, alertInternalError, "no backend reachable")
-	rejMalformed      = newRejection(400, alertDecodeError, "malformed request")
-	rejNotProtocol    = newRejection(400, 0, "not the listener's protocol")
-	rejPlainHTTPOnTLS = newRejection(400, 0, "plain HTTP request sent to a TLS port")
-	rejTooLarge       = newRejection(431, alertIllegalParameter, "request head or ClientHello too large")
-	rejTimeout        = newRejection(408, 0, "no complete request head or ClientHello before the handshake timeout")
-	rejTruncated      = newRejection(400, 0, "client closed before the request head or ClientHello was complete")
+	rejUnknownName    = newRejection(ReasonUnknownName, 404, alertUnrecognizedName, "no route for this name")
+	rejNoName         = newRejection(ReasonNoName, 400, alertUnrecognizedName, "no host name (Host header or SNI) and no default route")
+	rejNoBackend      = newRejection(ReasonNoBackend, 502, alertInternalError, "no backend reachable")
+	rejMalformed      = newRejection(ReasonMalformed, 400, alertDecodeError, "malformed request")
+	rejNotProtocol    = newRejection(ReasonNotProtocol, 400, 0, "not the listener's protocol")
+	rejPlainHTTPOnTLS = newRejection(ReasonPlainHTTPOnTLS, 400, 0, "plain HTTP request sent to a TLS port")
+	rejTooLarge       = newRejection(ReasonTooLarge, 431, alertIllegalParameter, "request head or ClientHello too large")
+	rejTimeout        = newRejection(ReasonTimeout, 408, 0, "no complete request head or ClientHello before the handshake timeout")
+	rejTruncated      = newRejection(ReasonTruncated, 400, 0, "client closed before the request head or ClientHello was complete")
+	rejBadFraming     = newRejection(ReasonBadFraming, 400, 0, "request framing rejected (ambiguous or invalid message length)")
+	rejLimit          = newRejection(ReasonLimit, 503, alertInternalError, "connection limit reached")
 )
 
 // httpReply renders a short plain-text response that closes the connection.
@@ -68,6 +71,8 @@ func statusText(code int) string {
 		return "Request Header Fields Too Large"
 	case 502:
 		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
 	}
 	return "Error"
 }
@@ -76,6 +81,9 @@ func statusText(code int) string {
 // destroyed by a reset for unread input.
 func (l *loop) reject(c *conn, r *rejection, name []byte, cause error) {
 	l.e.stats.Rejected.Add(1)
+	l.e.stats.Rejects[r.code].Add(1)
+	c.outcome = OutcomeRejected
+	c.reason = r
 	attrs := []slog.Attr{
 		slog.String("listener", c.ln.spec.Name),
 		slog.String("client", c.remote.String()),
@@ -89,11 +97,11 @@ func (l *loop) reject(c *conn, r *rejection, name []byte, cause error) {
 	}
 	if c.ln.spec.Scheme == balancer.SchemeHTTP || r == rejPlainHTTPOnTLS {
 		attrs = append(attrs, slog.Int("status", r.status))
-		_, _ = unix.Write(c.fd, r.reply)
+		_, _ = sysWrite(c.fd, r.reply)
 	} else if r.alert != 0 {
 		attrs = append(attrs, slog.Int("alert", int(r.alert)))
 		// A fatal alert record: content type 21, TLS 1.2 record version, level 2.
-		_, _ = unix.Write(c.fd, []byte{21, 3, 3, 0, 2, 2, r.alert})
+		_, _ = sysWrite(c.fd, []byte{21, 3, 3, 0, 2, 2, r.alert})
 	}
 	l.e.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "rejected", attrs...)
 
@@ -101,6 +109,13 @@ func (l *loop) reject(c *conn, r *rejection, name []byte, cause error) {
 		putFirst(c.first)
 		c.first = nil
 	}
+	l.linger(c)
+}
+
+// linger shuts c's write side and discards its input until it closes (or
+// the linger time ends), so that what was written is not destroyed by a
+// reset for unread input.
+func (l *loop) linger(c *conn) {
 	if c.flags&fReadEOF != 0 {
 		l.closeConn(c)
 		return
@@ -116,7 +131,7 @@ func (l *loop) reject(c *conn, r *rejection, name []byte, cause error) {
 // sending past the read budget or the linger time is closed.
 func (l *loop) lingerRead(c *conn) {
 	for i := 0; i < readsPerEvent; i++ {
-		n, err := unix.Read(c.fd, l.buf)
+		n, err := sysRead(c.fd, l.buf)
 		if n > 0 {
 			continue
 		}

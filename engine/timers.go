@@ -86,6 +86,8 @@ func (l *loop) sweep() {
 			l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
 				"reason", rejTimeout.reason)
 			l.e.stats.Rejected.Add(1)
+			l.e.stats.Rejects[ReasonTimeout].Add(1)
+			c.outcome, c.reason = OutcomeRejected, rejTimeout
 			l.closeConn(c)
 		}
 	}
@@ -93,6 +95,7 @@ func (l *loop) sweep() {
 		l.connectFailed(c, errConnectTimeout)
 	}
 	for c := l.idles.head; c != nil && l.now-c.since >= int64(o.IdleTimeout); c = l.idles.head {
+		c.outcome = OutcomeIdleTimeout
 		l.closePair(c)
 	}
 	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {

@@ -94,6 +94,15 @@ const (
 	BodyChunked              // chunked transfer coding
 )
 
+// Kinds of forwarding header lines in FramedHead.DropKind.
+const (
+	FwdXFF       uint8 = iota + 1 // X-Forwarded-For
+	FwdProto                      // X-Forwarded-Proto
+	FwdPort                       // X-Forwarded-Port
+	FwdForwarded                  // Forwarded (RFC 7239)
+	FwdRealIP                     // X-Real-IP
+)
+
 // FrameDefaultMaxHead is the head limit Next uses when maxHead <= 0.
 const FrameDefaultMaxHead = 16 << 10
 
@@ -121,8 +130,9 @@ type FramedHead struct {
 	// Drop[:NDrop] are the [start,end) ranges (CRLF included) of the header
 	// lines X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Port, Forwarded
 	// and X-Real-IP, in order; more than 8 such lines is malformed.
-	Drop  [frameMaxDrop][2]int
-	NDrop int
+	Drop     [frameMaxDrop][2]int
+	DropKind [frameMaxDrop]uint8 // FwdXFF, FwdProto, FwdPort, FwdForwarded or FwdRealIP
+	NDrop    int
 	// XFF and Forwarded are the [start,end) value ranges (OWS trimmed) of the
 	// X-Forwarded-For and Forwarded headers, {0,0} when absent (a present
 	// but empty value has start == end > 0). A second X-Forwarded-For or
@@ -801,7 +811,7 @@ func (f *RequestFramer) headerLine(st *frameHeadState, b []byte, at int, fl *fra
 	name := b[at : at+fl.nameEnd]
 	vs, ve := at+fl.valStart, at+fl.valEnd
 	val := b[vs:ve:ve]
-	drop := false
+	var drop uint8
 	switch len(name) {
 	case 4:
 		if frameEqualFold(name, "host") {
@@ -831,9 +841,9 @@ func (f *RequestFramer) headerLine(st *frameHeadState, b []byte, at int, fl *fra
 				return frameErrDupForwarded
 			}
 			h.Forwarded = [2]int{vs, ve}
-			drop = true
+			drop = FwdForwarded
 		case frameEqualFold(name, "x-real-ip"):
-			drop = true
+			drop = FwdRealIP
 		}
 	case 10:
 		if frameEqualFold(name, "connection") {
@@ -851,14 +861,16 @@ func (f *RequestFramer) headerLine(st *frameHeadState, b []byte, at int, fl *fra
 				return frameErrDupXFF
 			}
 			h.XFF = [2]int{vs, ve}
-			drop = true
+			drop = FwdXFF
 		}
 	case 16:
-		drop = frameEqualFold(name, "x-forwarded-port")
+		if frameEqualFold(name, "x-forwarded-port") {
+			drop = FwdPort
+		}
 	case 17:
 		switch {
 		case frameEqualFold(name, "x-forwarded-proto"):
-			drop = true
+			drop = FwdProto
 		case frameEqualFold(name, "transfer-encoding"):
 			if h.Minor == 0 {
 				return frameErrTE10
@@ -868,11 +880,12 @@ func (f *RequestFramer) headerLine(st *frameHeadState, b []byte, at int, fl *fra
 			}
 		}
 	}
-	if drop {
+	if drop != 0 {
 		if h.NDrop == frameMaxDrop {
 			return frameErrTooManyDrop
 		}
 		h.Drop[h.NDrop] = [2]int{at, at + fl.end}
+		h.DropKind[h.NDrop] = drop
 		h.NDrop++
 	}
 	return nil

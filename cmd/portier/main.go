@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -13,11 +12,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
-	"time"
 
-	"github.com/portier/portier/balancer"
 	"github.com/portier/portier/config"
-	"github.com/portier/portier/engine"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
@@ -28,14 +24,22 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "route" {
+		return runRoute(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("portier", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: portier -config FILE [flags]\n       portier route [-config FILE] ls|add NAME URL|rm NAME [URL]\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	var (
 		cfgPath     = fs.String("config", "", "configuration `file` (YAML)")
 		check       = fs.Bool("check", false, "validate the configuration and exit")
 		showVersion = fs.Bool("version", false, "print the version and exit")
 		loops       = fs.Int("loops", 0, "event loops (overrides the config's `loops`; 0: one per CPU)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` on exit")
 		memProfile  = fs.String("memprofile", "", "write a heap profile to `file` on exit")
 	)
@@ -56,24 +60,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portier: -log-level: %v\n", err)
 		return 2
 	}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		fmt.Fprintf(stderr, "portier: -log-format: %q is not text or json\n", *logFormat)
+		return 2
+	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	table, err := balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{})
-	cancel()
-	if err != nil {
-		fmt.Fprintf(stderr, "portier: %s: %v\n", *cfgPath, err)
-		return 1
-	}
 	if *check {
+		table, err := buildStatic(cfg, nil)
+		if err != nil {
+			fmt.Fprintf(stderr, "portier: %s: %v\n", *cfgPath, err)
+			return 1
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d listeners, %d routes)\n", *cfgPath, len(cfg.Listeners), table.Len())
 		return 0
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(handler)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -90,43 +102,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
-	opts := engine.Options{
-		Router:           balancer.NewRouter(table),
-		Loops:            cfg.Loops,
-		HandshakeTimeout: cfg.Timeouts.Handshake,
-		ConnectTimeout:   cfg.Timeouts.Connect,
-		IdleTimeout:      cfg.Timeouts.Idle,
-		MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
-		Logger:           logger,
-	}
-	if *loops > 0 {
-		opts.Loops = *loops
-	}
-	for _, ln := range cfg.Listeners {
-		scheme := balancer.SchemeHTTP
-		if ln.Protocol == "tls" {
-			scheme = balancer.SchemeTLS
-		}
-		opts.Listeners = append(opts.Listeners, engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
-			AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies})
-	}
-	eng, err := engine.New(opts)
+	// Signals are caught before anything starts so that none is lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	srv, err := startServer(cfg, logger, *loops)
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	eng.Start()
-	for i, ap := range eng.Addrs() {
-		logger.Info("listening", "listener", opts.Listeners[i].Name, "address", ap.String(),
-			"protocol", opts.Listeners[i].Scheme.String())
-	}
-	logger.Info("portier started", "version", version, "routes", table.Len(), "loops", eng.Loops())
+	logger.Info("portier started", "version", version, "routes", srv.router.Load().Len(), "loops", srv.eng.Loops(), "pid", os.Getpid())
 
-	sig := <-sigs
-	logger.Info("stopping", "signal", sig.String())
-	_ = eng.Close()
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			logger.Info("reloading", "config", *cfgPath)
+			srv.reload(*cfgPath)
+			continue
+		case syscall.SIGUSR1:
+			if srv.alog != nil {
+				if err := srv.alog.Reopen(); err != nil {
+					logger.Error("access log reopen failed", "err", err)
+				} else {
+					logger.Info("access log reopened")
+				}
+			}
+			continue
+		}
+		logger.Info("stopping", "signal", sig.String())
+		// A second SIGINT or SIGTERM stops at once.
+		force := make(chan struct{})
+		go func() {
+			for s := range sigs {
+				if s == syscall.SIGINT || s == syscall.SIGTERM {
+					close(force)
+					return
+				}
+			}
+		}()
+		srv.mu.Lock()
+		timeout := srv.cfg.Timeouts.Shutdown
+		srv.mu.Unlock()
+		srv.shutdown(timeout, force)
+		break
+	}
 	if *memProfile != "" {
 		f, err := os.Create(*memProfile)
 		if err == nil {
@@ -138,5 +157,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			logger.Error("heap profile", "err", err)
 		}
 	}
+	logger.Info("stopped")
 	return 0
 }

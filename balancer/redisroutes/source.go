@@ -1,0 +1,576 @@
+// Package redisroutes reads routes from Redis in the hipache schema
+// (frontend:<host> lists) or the stupid-proxy "sets" schema
+// (hostnames:<host>:backends sets), follows changes through keyspace
+// notifications with a periodic full resync as a safety net, and shares
+// backend health across a fleet of proxies.
+package redisroutes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/portier/portier/balancer"
+)
+
+// Options configures New.
+type Options struct {
+	URL            string   // redis:// or rediss://; password in the URL
+	Password       string   // overrides the URL's
+	SentinelMaster string   // with SentinelAddrs: Redis Sentinel
+	SentinelAddrs  []string // "host:port"
+	ClusterAddrs   []string // "host:port": Redis Cluster
+	Schema         string   // SchemaHipache (default) or SchemaSets
+	// Resync is the period of the full resync that catches events missed
+	// (notifications off, lost while reconnecting); default 30s.
+	Resync time.Duration
+	// SnapshotFile, if set, receives the last good route set after each
+	// change and is published at start, so a restart during an outage of
+	// Redis still has routes.
+	SnapshotFile string
+	Logger       *slog.Logger
+	// OnFleetHealth, if set, is told of backends that a member of the fleet
+	// reported down or up with ReportHealth. It is called from Run's
+	// goroutine, only when the state of addr changes.
+	OnFleetHealth func(addr string, down bool)
+}
+
+// Status describes the source for /status pages and tests.
+type Status struct {
+	Connected     bool
+	LastSync      time.Time // last successful full sync
+	Routes        int       // routes last published
+	Skipped       int       // keys with malformed contents (in full or in part)
+	Notifications bool      // keyspace notifications are on; false: changes wait for a resync
+}
+
+const (
+	defaultResync = 30 * time.Second
+	minBackoff    = 100 * time.Millisecond
+	maxBackoff    = 5 * time.Second
+	// coalesce gathers the events of a burst (a script, a MULTI, a deploy
+	// tool rewriting many keys) into one publish.
+	coalesce = 30 * time.Millisecond
+	// pingEvery is how long a subscription may stay silent before a PING
+	// checks it; two silent periods in a row end the session.
+	pingEvery  = 5 * time.Second
+	opTimeout  = 5 * time.Second
+	healthChan = "portier:health"
+	deadPrefix = "portier:dead:"
+)
+
+// Source is a route source backed by Redis. Run it once.
+type Source struct {
+	opts   Options
+	sc     schema
+	db     int
+	client redis.UniversalClient
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+
+	// Owned by Run's goroutine.
+	entries       map[string]entry  // by key
+	problems      map[string]string // by key: last problem logged
+	dirty         bool              // entries changed since the last build
+	published     []balancer.RouteSpec
+	havePublished bool
+	fleetDown     map[string]bool
+	notifyLogged  bool
+	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
+}
+
+// New builds the Redis client: a single server from URL, Sentinel when
+// SentinelMaster is set, Cluster when ClusterAddrs is set (URL then gives
+// only credentials, TLS and, for Sentinel, the database). No I/O happens
+// until Run or a command.
+func New(opts Options) (*Source, error) {
+	sc, err := parseSchema(opts.Schema)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case opts.Resync == 0:
+		opts.Resync = defaultResync
+	case opts.Resync < 0:
+		return nil, fmt.Errorf("redis: resync %v: must be positive", opts.Resync)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	uo := &redis.UniversalOptions{
+		// CLIENT SETINFO is refused by some managed services and older
+		// servers; it only labels the connection.
+		DisableIdentity: true,
+		DialTimeout:     2 * time.Second,
+		ReadTimeout:     3 * time.Second,
+		WriteTimeout:    3 * time.Second,
+		MaxRetries:      1,
+		// Run has its own backoff; a dial is tried once per attempt.
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	}
+	if opts.URL != "" {
+		ro, err := redis.ParseURL(opts.URL)
+		if err != nil {
+			// The URL may hold a password: keep it out of the message.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("redis: url: %s", strings.TrimPrefix(err.Error(), "redis: "))
+		}
+		uo.Addrs = []string{ro.Addr}
+		uo.Username, uo.Password, uo.DB, uo.TLSConfig = ro.Username, ro.Password, ro.DB, ro.TLSConfig
+	}
+	switch {
+	case len(opts.ClusterAddrs) > 0 && opts.SentinelMaster != "":
+		return nil, errors.New("redis: set either sentinel or cluster addresses, not both")
+	case len(opts.ClusterAddrs) > 0:
+		if uo.DB != 0 {
+			return nil, fmt.Errorf("redis: cluster has only database 0, url selects %d", uo.DB)
+		}
+		uo.Addrs, uo.IsClusterMode = opts.ClusterAddrs, true
+	case opts.SentinelMaster != "":
+		if len(opts.SentinelAddrs) == 0 {
+			return nil, errors.New("redis: sentinel master set without sentinel addresses")
+		}
+		uo.Addrs, uo.MasterName = opts.SentinelAddrs, opts.SentinelMaster
+	case len(opts.SentinelAddrs) > 0:
+		return nil, errors.New("redis: sentinel addresses set without a master name")
+	case opts.URL == "":
+		return nil, errors.New("redis: no address (set a url, sentinel or cluster addresses)")
+	}
+	if opts.Password != "" {
+		uo.Password = opts.Password
+	}
+	return &Source{
+		opts:      opts,
+		sc:        sc,
+		db:        uo.DB,
+		client:    redis.NewUniversalClient(uo),
+		log:       opts.Logger,
+		entries:   make(map[string]entry),
+		problems:  make(map[string]string),
+		fleetDown: make(map[string]bool),
+	}, nil
+}
+
+// Client returns the Redis client, for List, Add and Remove.
+func (s *Source) Client() redis.UniversalClient { return s.client }
+
+// Close closes the client; call it after Run has returned.
+func (s *Source) Close() error { return s.client.Close() }
+
+// Status returns the current status. Safe for concurrent use.
+func (s *Source) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *Source) setStatus(f func(st *Status)) {
+	s.mu.Lock()
+	f(&s.status)
+	s.mu.Unlock()
+}
+
+// Run publishes the routes of Redis, in full, each time they change, until
+// ctx is done. The snapshot file, if any, is published first. Errors never
+// end Run and never publish an empty set: the last routes stay while it
+// reconnects with backoff. publish is called from Run's goroutine only; it
+// must not modify the slices it is given.
+func (s *Source) Run(ctx context.Context, publish func(routes []balancer.RouteSpec)) {
+	s.loadSnapshot(publish)
+	backoff := minBackoff
+	for {
+		synced, err := s.session(ctx, publish)
+		s.setStatus(func(st *Status) { st.Connected = false })
+		if ctx.Err() != nil {
+			return
+		}
+		if s.up != -1 {
+			s.up = -1
+			s.log.Warn("redis unavailable", "err", err)
+		} else {
+			s.log.Debug("redis still unavailable", "err", err)
+		}
+		if synced {
+			backoff = minBackoff
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (s *Source) loadSnapshot(publish func([]balancer.RouteSpec)) {
+	path := s.opts.SnapshotFile
+	if path == "" {
+		return
+	}
+	routes, skipped, err := readSnapshot(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return
+	case err != nil:
+		s.log.Warn("redis: snapshot ignored", "file", path, "err", err)
+		return
+	case skipped > 0:
+		s.log.Warn("redis: snapshot: invalid routes skipped", "file", path, "skipped", skipped)
+	}
+	s.log.Info("redis: routes from snapshot", "file", path, "routes", len(routes))
+	s.setStatus(func(st *Status) { st.Routes = len(routes) })
+	publish(routes)
+	s.published, s.havePublished = routes, true
+}
+
+// session connects, subscribes, syncs and follows changes until an error.
+// synced reports whether a full sync succeeded (the backoff restarts).
+func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)) (synced bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pctx, pcancel := context.WithTimeout(ctx, opTimeout)
+	err = s.client.Ping(pctx).Err()
+	pcancel()
+	if err != nil {
+		return false, fmt.Errorf("redis: ping: %w", err)
+	}
+	ns, err := nodes(ctx, s.client)
+	if err != nil {
+		return false, err
+	}
+	if err := s.enableNotifications(ctx, ns); err != nil {
+		return false, err
+	}
+
+	// Subscribe before the full sync: a change made during the sync is then
+	// either in the sync or in an event after it.
+	msgs := make(chan *redis.Message, 1024)
+	errc := make(chan error, len(ns))
+	var wg sync.WaitGroup
+	var subs []*redis.PubSub
+	defer func() {
+		cancel()
+		for _, ps := range subs {
+			ps.Close()
+		}
+		wg.Wait()
+	}()
+	for i, n := range ns {
+		ps := n.PSubscribe(ctx)
+		subs = append(subs, ps)
+		want := 1
+		if err := ps.PSubscribe(ctx, s.sc.notifyPattern(s.db)); err != nil {
+			return false, fmt.Errorf("redis: psubscribe: %w", err)
+		}
+		// PUBLISH reaches every node of a cluster: one subscription will do.
+		if i == 0 && s.opts.OnFleetHealth != nil {
+			if err := ps.Subscribe(ctx, healthChan); err != nil {
+				return false, fmt.Errorf("redis: subscribe %s: %w", healthChan, err)
+			}
+			want++
+		}
+		if err := awaitSubscriptions(ctx, ps, want); err != nil {
+			return false, err
+		}
+		wg.Add(1)
+		go s.receive(ctx, ps, msgs, errc, &wg)
+	}
+
+	if err := s.fullSync(ctx, publish); err != nil {
+		return false, err
+	}
+	if s.up != 1 {
+		s.up = 1
+		st := s.Status()
+		s.log.Info("redis connected", "routes", st.Routes, "skipped", st.Skipped, "notifications", st.Notifications)
+	}
+
+	resync := time.NewTicker(s.opts.Resync)
+	defer resync.Stop()
+	pending := make(map[string]struct{})
+	var flush <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case err := <-errc:
+			return true, err
+		case m := <-msgs:
+			if m.Channel == healthChan {
+				s.healthMessage(m.Payload)
+				continue
+			}
+			_, key, ok := strings.Cut(m.Channel, "__:")
+			if !ok || !s.sc.isRouteKey(key) {
+				continue
+			}
+			pending[key] = struct{}{}
+			if flush == nil {
+				flush = time.After(coalesce)
+			}
+		case <-flush:
+			flush = nil
+			if err := s.readPending(ctx, pending); err != nil {
+				return true, err
+			}
+			clear(pending)
+			s.publishIfChanged(publish)
+		case <-resync.C:
+			if err := s.fullSync(ctx, publish); err != nil {
+				return true, err
+			}
+		}
+	}
+}
+
+// awaitSubscriptions waits for the server to confirm n subscriptions.
+// Messages arriving meanwhile are dropped: the full sync that follows
+// covers them.
+func awaitSubscriptions(ctx context.Context, ps *redis.PubSub, n int) error {
+	for n > 0 {
+		m, err := ps.ReceiveTimeout(ctx, opTimeout)
+		if err != nil {
+			return fmt.Errorf("redis: subscribe: %w", err)
+		}
+		if _, ok := m.(*redis.Subscription); ok {
+			n--
+		}
+	}
+	return nil
+}
+
+// receive forwards the messages of ps until ctx is done or the connection
+// fails. A silent connection is probed with PING, so that a dead peer
+// without a reset still ends the session.
+func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *redis.Message, errc chan<- error, wg *sync.WaitGroup) {
+	defer wg.Done()
+	probed := false
+	for {
+		m, err := ps.ReceiveTimeout(ctx, pingEvery)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !probed {
+				probed = true
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
+			}
+			errc <- fmt.Errorf("redis: subscription: %w", err)
+			return
+		}
+		probed = false
+		if msg, ok := m.(*redis.Message); ok {
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// enableNotifications merges the flags the schema needs into the server's
+// notify-keyspace-events. Managed services often refuse CONFIG: that is
+// logged once and the resync carries changes instead.
+func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalClient) error {
+	on := true
+	for _, n := range ns {
+		cur, err := n.ConfigGet(ctx, "notify-keyspace-events").Result()
+		if err == nil {
+			old := cur["notify-keyspace-events"]
+			if merged := mergeFlags(old, s.sc.notifyFlags()); merged != old {
+				err = n.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
+			}
+		}
+		if err != nil {
+			if !isReplyError(err) {
+				return fmt.Errorf("redis: config notify-keyspace-events: %w", err)
+			}
+			on = false
+			if !s.notifyLogged {
+				s.notifyLogged = true
+				s.log.Warn("redis: keyspace notifications off, changes apply at each resync", "resync", s.opts.Resync, "err", err)
+			}
+			break
+		}
+	}
+	s.setStatus(func(st *Status) { st.Notifications = on })
+	return nil
+}
+
+// mergeFlags adds the notify-keyspace-events classes in need that cur does
+// not already have, directly or through the alias A.
+func mergeFlags(cur, need string) string {
+	const aliasA = "g$lshzxetd"
+	out := cur
+	for _, c := range need {
+		if strings.ContainsRune(out, c) || (strings.ContainsRune(aliasA, c) && strings.ContainsRune(out, 'A')) {
+			continue
+		}
+		out += string(c)
+	}
+	return out
+}
+
+// fullSync reloads every route key and the fleet's health, then publishes
+// if anything changed. On error nothing is replaced.
+func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec)) error {
+	entries, problems, err := loadAll(ctx, s.client, s.sc)
+	if err != nil {
+		return err
+	}
+	for key, p := range problems {
+		if s.problems[key] != p {
+			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", p)
+		}
+	}
+	s.problems = problems
+	s.entries, s.dirty = entries, true
+	if s.opts.OnFleetHealth != nil {
+		if err := s.syncFleet(ctx); err != nil {
+			return err
+		}
+	}
+	// Status first: a publish observer may look at it at once.
+	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
+	s.publishIfChanged(publish)
+	return nil
+}
+
+// readPending re-reads the keys that events named.
+func (s *Source) readPending(ctx context.Context, pending map[string]struct{}) error {
+	keys := make([]string, 0, len(pending))
+	for k := range pending {
+		keys = append(keys, k)
+	}
+	err := readKeys(ctx, s.client, s.sc, keys, func(key string, vals []string, rerr error) {
+		e, problem, ok, _ := interpret(s.sc, key, vals, rerr)
+		if problem == "" {
+			delete(s.problems, key)
+		} else if s.problems[key] != problem {
+			s.problems[key] = problem
+			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", problem)
+		}
+		if ok {
+			s.entries[key] = e
+		} else {
+			delete(s.entries, key)
+		}
+		s.dirty = true
+	})
+	s.setStatus(func(st *Status) { st.Skipped = len(s.problems) })
+	return err
+}
+
+func (s *Source) publishIfChanged(publish func([]balancer.RouteSpec)) {
+	if !s.dirty {
+		return
+	}
+	s.dirty = false
+	routes := build(s.entries)
+	if s.havePublished && sameRoutes(routes, s.published) {
+		return
+	}
+	s.setStatus(func(st *Status) { st.Routes = len(routes) })
+	publish(routes)
+	s.published, s.havePublished = routes, true
+	if s.opts.SnapshotFile != "" {
+		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), routes, time.Now()); err != nil {
+			s.log.Warn("redis: snapshot not written", "err", err)
+		}
+	}
+}
+
+// syncFleet reads the backends reported down (keys that expired mean up).
+func (s *Source) syncFleet(ctx context.Context) error {
+	ns, err := nodes(ctx, s.client)
+	if err != nil {
+		return err
+	}
+	down := make(map[string]bool)
+	err = scanKeys(ctx, ns, deadPrefix+"*", func(keys []string) error {
+		for _, k := range keys {
+			down[strings.TrimPrefix(k, deadPrefix)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for addr := range down {
+		if !s.fleetDown[addr] {
+			s.opts.OnFleetHealth(addr, true)
+		}
+	}
+	for addr := range s.fleetDown {
+		if !down[addr] {
+			s.opts.OnFleetHealth(addr, false)
+		}
+	}
+	s.fleetDown = down
+	return nil
+}
+
+func (s *Source) healthMessage(payload string) {
+	verb, addr, _ := strings.Cut(payload, " ")
+	if addr == "" || (verb != "down" && verb != "up") {
+		s.log.Debug("redis: ignoring health message", "channel", healthChan, "payload", payload)
+		return
+	}
+	down := verb == "down"
+	if s.fleetDown[addr] == down {
+		return
+	}
+	if down {
+		s.fleetDown[addr] = true
+	} else {
+		delete(s.fleetDown, addr)
+	}
+	s.opts.OnFleetHealth(addr, down)
+}
+
+// ReportHealth tells the fleet that backend addr is down (for ttl, unless
+// reported again) or up again: it sets or deletes portier:dead:<addr> and
+// publishes "down <addr>" or "up <addr>" on portier:health.
+func (s *Source) ReportHealth(ctx context.Context, addr string, down bool, ttl time.Duration) error {
+	if addr == "" || strings.ContainsAny(addr, " \r\n") {
+		return fmt.Errorf("redis: report health: invalid address %q", addr)
+	}
+	key := deadPrefix + addr
+	verb := "up"
+	if down {
+		if ttl <= 0 {
+			return fmt.Errorf("redis: report health %s: ttl %v must be positive", addr, ttl)
+		}
+		verb = "down"
+		if err := s.client.Set(ctx, key, "1", ttl).Err(); err != nil {
+			return fmt.Errorf("redis: report health: set %s: %w", key, err)
+		}
+	} else if err := s.client.Del(ctx, key).Err(); err != nil {
+		return fmt.Errorf("redis: report health: del %s: %w", key, err)
+	}
+	if err := s.client.Publish(ctx, healthChan, verb+" "+addr).Err(); err != nil {
+		return fmt.Errorf("redis: report health: publish %s: %w", healthChan, err)
+	}
+	return nil
+}

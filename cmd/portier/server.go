@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/admin"
+	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/balancer/redisroutes"
+	"github.com/portier/portier/config"
+	"github.com/portier/portier/engine"
+)
+
+// server ties the parts of a running portier together: the engine, the
+// route sources (the config file and Redis), health checks, the admin server
+// and the access log.
+type server struct {
+	logger *slog.Logger
+	router *balancer.Router
+	health *balancer.Health
+	src    *redisroutes.Source // nil without a redis section
+	eng    *engine.Engine
+	adm    *admin.Server
+	alog   *accesslog.Log
+	ready  atomic.Bool
+	// onHealth publishes a local health change to the fleet; set before
+	// the checks start.
+	onHealth func(addr string, up bool)
+
+	mu          sync.Mutex // serialises rebuilds of the route table
+	cfg         *config.Config
+	redisRoutes []balancer.RouteSpec // last routes Redis published; nil before the first
+	redisSeen   bool
+}
+
+const tableTimeout = 10 * time.Second
+
+// buildStatic builds the table of cfg's own routes, failing on any error:
+// a config file that cannot be served as written is refused (at start and
+// on reload).
+func buildStatic(cfg *config.Config, h *balancer.Health) (*balancer.Table, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h})
+}
+
+// rebuild stores a new table from the config's routes overlaid with Redis's
+// (a name in Redis overrides the same name in the file). Bad Redis routes
+// are skipped with a log line.
+func (s *server) rebuild() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *balancer.Table
+	var err error
+	if !s.redisSeen {
+		t, err = buildStatic(s.cfg, s.health)
+	} else {
+		routes := mergeRoutes(s.cfg.Routes, s.redisRoutes)
+		def := s.cfg.Default
+		if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
+			def = "" // the file's default was a Redis name that is gone
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+		t, err = balancer.NewTable(ctx, routes, def, balancer.TableOptions{Health: s.health,
+			OnInvalid: func(route string, err error) {
+				s.logger.Warn("route skipped", "route", route, "err", err)
+			}})
+		cancel()
+	}
+	if err != nil {
+		return err
+	}
+	s.router.Store(t)
+	s.health.Track(t)
+	return nil
+}
+
+// mergeRoutes returns static with every route that overlay names replaced,
+// followed by overlay's other routes.
+func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
+	over := make(map[string]bool, len(overlay))
+	for _, r := range overlay {
+		over[r.Name] = true
+	}
+	out := make([]balancer.RouteSpec, 0, len(static)+len(overlay))
+	for _, r := range static {
+		if !over[r.Name] {
+			out = append(out, r)
+		}
+	}
+	return append(out, overlay...)
+}
+
+// startServer builds and starts everything for cfg. On error, what was
+// started is stopped again.
+func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server, err error) {
+	s = &server{logger: logger, cfg: cfg}
+	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
+		OnChange: func(addr string, up bool) {
+			if s.onHealth != nil {
+				s.onHealth(addr, up)
+			}
+		}})
+	table, err := buildStatic(cfg, s.health)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	s.router = balancer.NewRouter(table)
+	defer func() {
+		if err != nil {
+			s.stopNow()
+		}
+	}()
+	if a := cfg.AccessLog; a != nil {
+		if s.alog, err = accesslog.Open(accesslog.Options{Path: a.Path, Format: a.Format, Queue: a.Queue}); err != nil {
+			return s, fmt.Errorf("access_log: %w", err)
+		}
+	}
+	opts := engine.Options{
+		Router:              s.router,
+		Loops:               cfg.Loops,
+		HandshakeTimeout:    cfg.Timeouts.Handshake,
+		ConnectTimeout:      cfg.Timeouts.Connect,
+		IdleTimeout:         cfg.Timeouts.Idle,
+		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		Retries:             cfg.Retries,
+		Logger:              logger,
+		AccessLog:           s.alog,
+	}
+	if loops > 0 {
+		opts.Loops = loops
+	}
+	for _, ln := range cfg.Listeners {
+		opts.Listeners = append(opts.Listeners, listenerSpec(ln))
+	}
+	if s.eng, err = engine.New(opts); err != nil {
+		return s, err
+	}
+	if cfg.Redis != nil {
+		if err := s.startRedis(cfg.Redis); err != nil {
+			return s, err
+		}
+	}
+	if a := cfg.Admin; a != nil {
+		s.adm, err = admin.New(admin.Options{
+			Addr: a.Address, AllowPublic: a.AllowPublic, Engine: s.eng, Router: s.router,
+			Health: s.health.States, AccessLog: s.alog, Ready: s.ready.Load, Logger: logger,
+			Redis: s.redisStatus(),
+		})
+		if err != nil {
+			return s, fmt.Errorf("admin: %w", err)
+		}
+		s.adm.Serve()
+		logger.Info("admin listening", "address", s.adm.Addr())
+	}
+	go s.health.Run(context.Background())
+	s.health.Track(table)
+	s.eng.Start()
+	for i, ap := range s.eng.Addrs() {
+		logger.Info("listening", "listener", opts.Listeners[i].Name, "address", ap.String(),
+			"protocol", opts.Listeners[i].Scheme.String())
+	}
+	if s.src == nil {
+		s.ready.Store(true)
+	}
+	return s, nil
+}
+
+func listenerSpec(ln config.Listener) engine.ListenerSpec {
+	scheme := balancer.SchemeHTTP
+	if ln.Protocol == "tls" {
+		scheme = balancer.SchemeTLS
+	}
+	spec := engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
+		AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies}
+	if ln.ForwardedHeaders != nil {
+		spec.NoForward = engine.FwdXFF | engine.FwdProto | engine.FwdPort | engine.FwdForwarded
+		for _, h := range ln.ForwardedHeaders {
+			switch h {
+			case "x-forwarded-for":
+				spec.NoForward &^= engine.FwdXFF
+			case "x-forwarded-proto":
+				spec.NoForward &^= engine.FwdProto
+			case "x-forwarded-port":
+				spec.NoForward &^= engine.FwdPort
+			case "forwarded":
+				spec.NoForward &^= engine.FwdForwarded
+			}
+		}
+	}
+	return spec
+}
+
+// startRedis runs the Redis route source; its routes overlay the file's.
+func (s *server) startRedis(rc *config.Redis) error {
+	opts := redisroutes.Options{
+		URL: rc.URL, Password: os.Getenv("PORTIER_REDIS_PASSWORD"),
+		SentinelMaster: rc.SentinelMaster, SentinelAddrs: rc.SentinelAddrs, ClusterAddrs: rc.ClusterAddrs,
+		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, Logger: s.logger,
+	}
+	if rc.ShareHealth {
+		opts.OnFleetHealth = s.health.SetFleetDown
+	}
+	// go-redis logs every failed dial of an outage on its own; the source
+	// already logs each state change once, so its lines go to debug.
+	redis.SetLogger(redisLogger{s.logger})
+	src, err := redisroutes.New(opts)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	s.src = src
+	if rc.ShareHealth {
+		// Publishing runs off the checker's goroutine so that a slow Redis
+		// never delays checks; the TTL lets a report lapse if its author dies.
+		ttl := 3 * max(s.cfg.Health.WithDefaults(balancer.HealthCheck{}).Interval, time.Second)
+		s.onHealth = func(addr string, up bool) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				if err := src.ReportHealth(ctx, addr, !up, ttl); err != nil {
+					s.logger.Warn("fleet health report failed", "addr", addr, "err", err)
+				}
+			}()
+		}
+	}
+	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
+		s.mu.Lock()
+		s.redisRoutes, s.redisSeen = routes, true
+		s.mu.Unlock()
+		if err := s.rebuild(); err != nil {
+			s.logger.Error("route table rebuild failed; keeping the current one", "err", err)
+			return
+		}
+		s.ready.Store(true)
+		s.logger.Info("routes updated from redis", "redis_routes", len(routes), "routes", s.router.Load().Len())
+	})
+	return nil
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug("redis client: " + fmt.Sprintf(format, v...))
+}
+
+func (s *server) redisStatus() func() admin.RedisStatus {
+	if s.src == nil {
+		return nil
+	}
+	return func() admin.RedisStatus {
+		st := s.src.Status()
+		return admin.RedisStatus{Connected: st.Connected, LastSync: st.LastSync, Routes: st.Routes,
+			Skipped: st.Skipped, Notifications: st.Notifications}
+	}
+}
+
+// reload re-reads the config file: new routes and pools apply to new
+// connections, open ones are untouched. Settings that need new sockets or
+// loops are reported and keep their running values.
+func (s *server) reload(path string) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		_, err = buildStatic(cfg, s.health)
+	}
+	if err != nil {
+		s.logger.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	s.mu.Lock()
+	old := s.cfg
+	s.cfg = cfg
+	s.mu.Unlock()
+	if err := s.rebuild(); err != nil {
+		s.mu.Lock()
+		s.cfg = old
+		s.mu.Unlock()
+		s.logger.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	if !slices.EqualFunc(old.Listeners, cfg.Listeners, sameListener) || old.Loops != cfg.Loops ||
+		old.Timeouts != cfg.Timeouts || old.Limits != cfg.Limits || old.Retries != cfg.Retries ||
+		(old.Redis == nil) != (cfg.Redis == nil) || (old.Admin == nil) != (cfg.Admin == nil) ||
+		(old.AccessLog == nil) != (cfg.AccessLog == nil) {
+		s.logger.Warn("reload: listeners, loops, timeouts, limits, retries, redis, admin and access_log changes need a restart; routes were reloaded")
+	}
+	s.logger.Info("reloaded", "config", path, "routes", s.router.Load().Len())
+}
+
+func sameListener(a, b config.Listener) bool {
+	return a.Name == b.Name && a.Address == b.Address && a.Protocol == b.Protocol && a.AcceptProxy == b.AcceptProxy &&
+		slices.Equal(a.TrustedProxies, b.TrustedProxies) && slices.Equal(a.ForwardedHeaders, b.ForwardedHeaders)
+}
+
+// shutdown stops accepting, lets open connections finish within timeout and
+// stops the rest.
+func (s *server) shutdown(timeout time.Duration, force <-chan struct{}) {
+	s.ready.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-force:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	open := s.eng.Stats().Open.Load()
+	s.logger.Info("draining", "open_connections", open, "timeout", timeout.String())
+	if err := s.eng.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.logger.Warn("shutdown: closed connections still open", "err", err)
+	}
+	s.stopNow()
+}
+
+// stopNow stops whatever is running, without waiting for connections.
+func (s *server) stopNow() {
+	if s.eng != nil {
+		_ = s.eng.Close()
+	}
+	if s.adm != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.adm.Shutdown(ctx)
+		cancel()
+	}
+	if s.src != nil {
+		_ = s.src.Close()
+	}
+	if s.alog != nil {
+		_ = s.alog.Close()
+	}
+}

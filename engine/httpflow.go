@@ -1,0 +1,367 @@
+package engine
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/parser"
+)
+
+// Forwarding headers an http listener adds to every request (ListenerSpec.NoForward
+// turns them off one by one).
+const (
+	FwdXFF       uint8 = 1 << iota // X-Forwarded-For: client address
+	FwdProto                       // X-Forwarded-Proto: http
+	FwdPort                        // X-Forwarded-Port: the port the client connected to
+	FwdForwarded                   // Forwarded (RFC 7239): for, host, proto
+)
+
+// HTTP connection modes: how client bytes are handled after the first head.
+const (
+	httpFraming  uint8 = iota // every request head is rewritten, bodies are verified
+	httpAwait101              // an Upgrade request was sent: wait for the backend's answer
+	httpTunnel                // the backend switched protocols: opaque bytes both ways
+	httpStopped               // forward nothing more; close once the backend's answer is out
+)
+
+// httpConn is the request-framing state of a client of an http listener.
+type httpConn struct {
+	fr    parser.RequestFramer
+	carry []byte // client bytes not yet forwarded: an incomplete head, or bytes after an Upgrade
+	mode  uint8
+	// reject, once the backend's answer is out, is sent to the client before closing
+	// (a later request that broke the framing rules).
+	reject *rejection
+	// downAtHead is the client's bytesDown when the latest head was sent:
+	// equal now means the backend has not begun to answer it.
+	downAtHead int64
+}
+
+func (l *loop) getHTTP() *httpConn {
+	if n := len(l.httpFree); n > 0 {
+		h := l.httpFree[n-1]
+		l.httpFree = l.httpFree[:n-1]
+		return h
+	}
+	return new(httpConn)
+}
+
+func (l *loop) putHTTP(h *httpConn) {
+	if h.carry != nil {
+		l.putBuf(h.carry)
+	}
+	*h = httpConn{}
+	if len(l.httpFree) < maxFreeConns {
+		l.httpFree = append(l.httpFree, h)
+	}
+}
+
+// checkFirstFraming runs the framing rules over a client's buffered first
+// bytes before any backend is dialled, so that a smuggling attempt in the
+// first request gets its 400 without reaching a backend. It reports whether
+// the bytes may be forwarded.
+func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
+	f := &l.fr
+	f.Reset()
+	for len(data) > 0 {
+		step, n, err := f.Next(data, l.e.opts.MaxHeaderBytes)
+		if err != nil {
+			if errors.Is(err, parser.ErrNeedMore) {
+				return true
+			}
+			if errors.Is(err, parser.ErrTooLarge) {
+				l.reject(c, rejTooLarge, nil, err)
+			} else {
+				l.reject(c, rejBadFraming, nil, err)
+			}
+			return false
+		}
+		if step == parser.StepTunnel {
+			return true
+		}
+		data = data[n:]
+	}
+	return true
+}
+
+// upHTTP forwards client bytes of an http listener to the backend bc: request
+// heads rewritten with forwarding headers, bodies verbatim as the framer
+// verifies them. out holds bytes to send first (a PROXY header) and is a loop
+// buffer the caller owns. It reports false when the pair was closed.
+func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
+	h := c.h
+	data := fresh
+	if len(h.carry) > 0 {
+		h.carry = append(h.carry, fresh...)
+		data = h.carry
+	}
+	rest := data
+	for len(rest) > 0 && h.mode == httpFraming {
+		atHead := h.fr.AtBoundary()
+		step, n, err := h.fr.Next(rest, l.e.opts.MaxHeaderBytes)
+		if err != nil {
+			if errors.Is(err, parser.ErrNeedMore) {
+				break
+			}
+			r := rejBadFraming
+			if errors.Is(err, parser.ErrTooLarge) {
+				r = rejTooLarge
+			}
+			l.stopHTTP(c, r, err)
+			if !atHead {
+				// The request's head already went out: its backend must not
+				// answer a request cut short, so the pair is torn down now.
+				l.abortHTTP(c, bc)
+				return out, false
+			}
+			rest = nil
+			break
+		}
+		switch step {
+		case parser.StepHead:
+			hd := &h.fr.Head
+			if !l.sameRoute(c, hd.Host) || l.e.draining.Load() {
+				// Never send a request for another name to this pool's backends
+				// (nor any request while shutting down): let the current answer
+				// finish, then close; the client retries on a new connection,
+				// which is routed afresh (or reaches the new process).
+				l.stopHTTP(c, nil, nil)
+				rest = nil
+				continue
+			}
+			out = l.rewriteHead(c, out, rest[:n], hd)
+			h.downAtHead = c.bytesDown
+			if hd.Upgrade {
+				h.mode = httpAwait101
+			}
+		default: // body or tunnel bytes
+			out = append(out, rest[:n]...)
+		}
+		rest = rest[n:]
+	}
+	// Keep what could not be forwarded yet: an incomplete head, or bytes
+	// that follow an Upgrade request until the backend accepts it.
+	switch {
+	case len(rest) == 0:
+		if h.carry != nil {
+			l.putBuf(h.carry)
+			h.carry = nil
+		}
+	case len(h.carry) > 0: // rest is a suffix of carry
+		h.carry = h.carry[:copy(h.carry, rest)]
+	default:
+		if h.carry == nil {
+			h.carry = l.getBuf()
+		}
+		h.carry = append(h.carry[:0], rest...)
+	}
+	if len(out) > 0 && !l.sendOrdered(bc, out) {
+		return out, false
+	}
+	if h.mode == httpStopped && bc.pend == nil {
+		l.shutWrite(bc)
+	}
+	return out, true
+}
+
+// sameRoute reports whether a later request's host routes to the pool the
+// connection was paired for.
+func (l *loop) sameRoute(c *conn, host []byte) bool {
+	p := l.e.opts.Router.Load().Lookup(balancer.SchemeHTTP, host)
+	return p == c.pool || p != nil && p.Name == c.pool.Name
+}
+
+// stopHTTP stops forwarding client bytes: the backend's write side is shut
+// once what was sent before is out, and when its answer has been passed on
+// the client gets r (if any) and the connection closes.
+func (l *loop) stopHTTP(c *conn, r *rejection, cause error) {
+	h := c.h
+	h.mode = httpStopped
+	if r != nil {
+		h.reject = r
+		l.e.stats.Rejected.Add(1)
+		l.e.stats.Rejects[r.code].Add(1)
+		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
+			"reason", r.reason, "detail", cause.Error(), "status", r.status)
+	}
+}
+
+// finishStopped runs when the backend of a stopped http client has ended and
+// all its bytes reached the client: answer (if a later request was rejected),
+// then linger so the client reads everything before the close.
+func (l *loop) finishStopped(c *conn) {
+	if bc := c.peer; bc != nil {
+		l.closeConn(bc)
+	}
+	if r := c.h.reject; r != nil {
+		c.outcome = OutcomeRejected
+		c.reason = r
+		l.writeAll(c, r.reply)
+	}
+	l.linger(c)
+}
+
+// abortHTTP tears down a pair whose request body broke the framing rules
+// after its head was forwarded. The client gets the 400 if its backend had
+// not begun to answer; otherwise the connection just closes.
+func (l *loop) abortHTTP(c, bc *conn) {
+	if c.bytesDown != c.h.downAtHead || c.pend != nil {
+		l.closePair(c)
+		return
+	}
+	c.flags |= fReadReady // rest of the input is drained while lingering
+	c.h.mode = httpStopped
+	l.closeConn(bc)
+	l.finishStopped(c)
+}
+
+// backendAnswered inspects the first bytes of the backend's answer to an
+// Upgrade request: 101 turns the connection into a tunnel; anything else
+// means the backend refused, and the connection closes after that answer
+// (the framer can no longer tell where the next request starts).
+func (l *loop) backendAnswered(c *conn, b []byte) {
+	if len(b) >= 12 && (string(b[:12]) == "HTTP/1.1 101" || string(b[:12]) == "HTTP/1.0 101") {
+		c.h.mode = httpTunnel
+		return
+	}
+	c.h.mode = httpStopped
+	if c.peer != nil && c.peer.pend == nil {
+		l.shutWrite(c.peer)
+	}
+}
+
+// resumeTunnel sends what the client sent after its Upgrade request and
+// resumes reading it, once the backend switched protocols.
+func (l *loop) resumeTunnel(c *conn) {
+	h := c.h
+	if len(h.carry) > 0 {
+		ok := l.sendOrdered(c.peer, h.carry)
+		l.putBuf(h.carry)
+		h.carry = nil
+		if !ok {
+			return
+		}
+	}
+	if c.flags&fReadReady != 0 {
+		l.scheduleRead(c)
+	}
+}
+
+// rewriteHead appends head (one complete request head described by hd) to
+// out with the listener's forwarding headers: values from an untrusted client
+// are replaced, a trusted proxy's are kept and appended to.
+func (l *loop) rewriteHead(c *conn, out, head []byte, hd *parser.FramedHead) []byte {
+	on := FwdXFF | FwdProto | FwdPort | FwdForwarded
+	on &^= c.ln.spec.NoForward
+	trusted := c.flags&fTrusted != 0
+	var hasProto, hasPort bool
+	at := hd.Start
+	for i := 0; i < hd.NDrop; i++ {
+		var drop bool
+		switch hd.DropKind[i] {
+		case parser.FwdXFF:
+			drop = on&FwdXFF != 0
+		case parser.FwdForwarded:
+			drop = on&FwdForwarded != 0
+		case parser.FwdRealIP:
+			drop = on&FwdXFF != 0 && !trusted
+		case parser.FwdProto:
+			drop = on&FwdProto != 0 && !trusted
+			hasProto = true
+		case parser.FwdPort:
+			drop = on&FwdPort != 0 && !trusted
+			hasPort = true
+		}
+		if drop {
+			d := hd.Drop[i]
+			out = append(out, head[at:d[0]]...)
+			at = d[1]
+		}
+	}
+	out = append(out, head[at:hd.HeadersEnd]...)
+	ip := c.remote.Addr().Unmap()
+	if on&FwdXFF != 0 {
+		out = append(out, "X-Forwarded-For: "...)
+		if trusted && hd.XFF[1] > hd.XFF[0] {
+			out = append(out, head[hd.XFF[0]:hd.XFF[1]]...)
+			out = append(out, ", "...)
+		}
+		out = ip.AppendTo(out)
+		out = append(out, "\r\n"...)
+	}
+	if on&FwdProto != 0 && !(trusted && hasProto) {
+		out = append(out, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if on&FwdPort != 0 && !(trusted && hasPort) {
+		out = append(out, "X-Forwarded-Port: "...)
+		out = strconv.AppendUint(out, uint64(l.localPort(c)), 10)
+		out = append(out, "\r\n"...)
+	}
+	if on&FwdForwarded != 0 {
+		out = append(out, "Forwarded: "...)
+		if trusted && hd.Forwarded[1] > hd.Forwarded[0] {
+			out = append(out, head[hd.Forwarded[0]:hd.Forwarded[1]]...)
+			out = append(out, ", "...)
+		}
+		out = appendForwardedFor(out, ip)
+		if len(hd.Host) > 0 {
+			// The framer only accepts host characters, none of which needs
+			// escaping inside a quoted-string.
+			out = append(out, ";host=\""...)
+			out = append(out, hd.Host...)
+			out = append(out, '"')
+		}
+		out = append(out, ";proto=http\r\n"...)
+	}
+	return append(out, head[hd.HeadersEnd:]...)
+}
+
+// appendForwardedFor appends RFC 7239's for= parameter: IPv6 addresses are
+// bracketed and quoted.
+func appendForwardedFor(out []byte, ip netip.Addr) []byte {
+	if ip.Is6() {
+		out = append(out, "for=\"["...)
+		out = ip.AppendTo(out)
+		return append(out, "]\""...)
+	}
+	out = append(out, "for="...)
+	return ip.AppendTo(out)
+}
+
+// localPort is the port the client connected to (as announced by a trusted
+// PROXY header, or the listener's).
+func (l *loop) localPort(c *conn) uint16 {
+	if c.local.IsValid() {
+		return c.local.Port()
+	}
+	return l.e.addrs[c.ln.idx].Port()
+}
+
+// sendOrdered is send for a socket that may still hold pending bytes: new
+// bytes queue behind them.
+func (l *loop) sendOrdered(dst *conn, b []byte) bool {
+	if dst.pend != nil {
+		dst.pend = append(dst.pend, b...)
+		return true
+	}
+	return l.send(dst, b)
+}
+
+// writeAll writes a short answer to a socket whose pending bytes are out; what
+// the socket cannot take is dropped (the answer is small, the socket's buffer empty).
+func (l *loop) writeAll(c *conn, b []byte) {
+	for len(b) > 0 {
+		n, err := sysWrite(c.fd, b)
+		if n > 0 {
+			b = b[n:]
+			continue
+		}
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
