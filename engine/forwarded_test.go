@@ -423,3 +423,20 @@ func TestUpgradeRefusedClosesAfterAnswer(t *testing.T) {
 		t.Fatalf("backend saw %d requests, want 1", seen.Load())
 	}
 }
+
+// TestForwardingHeadersBehindAcceptProxy: behind a trusted L4 balancer that
+// sends PROXY headers, the announced client is who X-Forwarded-For names,
+// and that client's own forwarding headers are not trusted.
+func TestForwardingHeadersBehindAcceptProxy(t *testing.T) {
+	be := echoHeaders(t, nil)
+	p := startProxy(t, []balancer.RouteSpec{{Name: "fw.test", Backends: []string{"http://" + be}}}, "", func(o *Options) {
+		o.Listeners[0].AcceptProxy = true
+		o.Listeners[0].TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	hdr := "PROXY TCP4 203.0.113.7 198.51.100.1 5555 8081\r\n"
+	got := string(rawExchange(t, p.httpAddr, []byte(hdr+"GET /pp HTTP/1.1\r\nHost: fw.test\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n")))
+	want := "path=/pp\nxff=203.0.113.7\nxfp=http\nxfport=8081\nforwarded=for=203.0.113.7;host=\"fw.test\";proto=http\n"
+	if !strings.Contains(got, want) {
+		t.Fatalf("backend saw %q, want %q", got, want)
+	}
+}

@@ -251,6 +251,12 @@ func (l *loop) acceptProxyHeader(c *conn) bool {
 	if !l.pp.Local {
 		c.remote = l.pp.Src
 		c.local = l.pp.Dst
+		// The L4 balancer in front adds no X-Forwarded-For: whether the
+		// client's own forwarding headers are trusted depends on the client.
+		c.flags &^= fTrusted
+		if c.ln.spec.trusted(c.remote.Addr()) {
+			c.flags |= fTrusted
+		}
 	}
 	c.first.B = append(c.first.B[:0], c.first.B[n:]...)
 	return l.admit(c)

@@ -4,9 +4,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -64,17 +66,31 @@ func serve(addr string, tlsCfg *tls.Config) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "hello from demo backend %s://%s\n  Host: %s\n  protocol: %s\n  client seen by backend: %s\n",
 			scheme, addr, r.Host, r.Proto, r.RemoteAddr)
-		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"} {
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "Forwarded"} {
 			if v := r.Header.Get(k); v != "" {
 				fmt.Fprintf(w, "  %s: %s\n", k, v)
 			}
 		}
 	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// portier's TCP health checks connect and close without a handshake;
+	// the TLS server would log each one as a handshake error.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(quietHandshakes{os.Stderr}, "", log.LstdFlags)}
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			log.Printf("demobackend %s: %v", addr, err)
 		}
 	}()
 	log.Printf("demobackend listening on %s://%s", scheme, addr)
+}
+
+// quietHandshakes drops "TLS handshake error ... EOF" lines: health checks
+// that connect and close.
+type quietHandshakes struct{ w io.Writer }
+
+func (q quietHandshakes) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("TLS handshake error")) && bytes.HasSuffix(bytes.TrimSpace(p), []byte("EOF")) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
