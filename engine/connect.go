@@ -45,35 +45,21 @@ func (l *loop) connectNext(c *conn) {
 
 // dial starts a non-blocking connect on the loop; completion arrives as EPOLLOUT.
 func (l *loop) dial(b *balancer.Backend) (*conn, error) {
-	var (
-		fam int
-		sa  unix.Sockaddr
-	)
-	if a := b.Addr.Addr(); a.Is4() || a.Is4In6() {
-		fam = unix.AF_INET
-		l.sa4.Port = int(b.Addr.Port())
-		l.sa4.Addr = a.Unmap().As4()
-		sa = &l.sa4
-	} else {
-		fam = unix.AF_INET6
-		l.sa6.Port = int(b.Addr.Port())
-		l.sa6.Addr = a.As16()
-		sa = &l.sa6
-	}
-	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fam, sa, salen := l.rawSockaddr(b.Addr)
+	fd, err := sysSocket(fam)
 	if err != nil {
 		if err == unix.EMFILE || err == unix.ENFILE {
 			l.pauseAccept(err)
 		}
 		return nil, err
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		_ = unix.Close(fd)
+	sysNoDelay(fd)
+	if err := sysConnect(fd, sa, salen); err != nil && err != unix.EINPROGRESS {
+		sysClose(fd)
 		return nil, err
 	}
 	if err := l.register(fd); err != nil {
-		_ = unix.Close(fd)
+		sysClose(fd)
 		return nil, err
 	}
 	bc := l.newConn(fd, kindBackend)

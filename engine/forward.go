@@ -147,7 +147,7 @@ func (l *loop) passFIN(dst *conn) {
 func (l *loop) shutWrite(c *conn) {
 	if c.flags&fWriteShut == 0 {
 		c.flags |= fWriteShut
-		if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+		if err := sysShutdownWrite(c.fd); err != nil && err != unix.ENOTCONN {
 			l.closePair(c)
 		}
 	}
@@ -217,7 +217,7 @@ func (l *loop) closeConn(c *conn) {
 	}
 	l.conns[c.fd] = nil
 	// Closing the descriptor also removes it from the epoll set.
-	_ = unix.Close(c.fd)
+	sysClose(c.fd)
 	c.reset()
 	if len(l.free) < maxFreeConns {
 		l.free = append(l.free, c)

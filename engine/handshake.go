@@ -36,7 +36,7 @@ func (l *loop) accept(ln *conn) bool {
 		if err := l.register(fd); err != nil {
 			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
 			l.conns[fd] = nil
-			_ = unix.Close(fd)
+			sysClose(fd)
 			c.reset()
 			l.free = append(l.free, c)
 			continue

@@ -58,8 +58,8 @@ type loop struct {
 	rec      accesslog.Record // scratch for the access log (copied by Log)
 	pp       proxyproto.Header
 
-	sa4    unix.SockaddrInet4
-	sa6    unix.SockaddrInet6
+	raw4   unix.RawSockaddrInet4
+	raw6   unix.RawSockaddrInet6
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment

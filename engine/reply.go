@@ -120,7 +120,7 @@ func (l *loop) linger(c *conn) {
 		l.closeConn(c)
 		return
 	}
-	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	_ = sysShutdownWrite(c.fd)
 	c.flags |= fWriteShut
 	c.state = stLinger
 	l.setList(c, listLinger)

@@ -99,7 +99,7 @@ func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
 // accept4 accepts one connection into a non-blocking socket.
 func (l *loop) accept4(fd int) (int, netip.AddrPort, error) {
 	l.rsaLen = unix.SizeofSockaddrAny
-	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
+	nfd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
 		uintptr(unsafe.Pointer(&l.rsaLen)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
 		return -1, netip.AddrPort{}, errno
