@@ -303,35 +303,7 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 
-	b.Run("1M-names", func(b *testing.B) {
-		const n = 1_000_000
-		routes := make([]RouteSpec, n)
-		backends := []string{"http://127.0.0.1:9001", "http://127.0.0.1:9002?weight=2"}
-		for i := range routes {
-			if i%10 == 0 {
-				routes[i] = RouteSpec{Name: fmt.Sprintf("*.w%d.apps.test", i), Backends: backends}
-			} else {
-				routes[i] = RouteSpec{Name: fmt.Sprintf("host%d.apps.test", i), Backends: backends}
-			}
-		}
-		big := mustTable(b, routes, "")
-		for _, bc := range []struct{ name, host string }{
-			{"exact", "host777777.apps.test"},
-			{"wildcard", "a.b.w777770.apps.test"},
-			{"miss", "nothing.example.test"},
-		} {
-			host := []byte(bc.host)
-			if big.Lookup(SchemeHTTP, host) == nil && bc.name != "miss" {
-				b.Fatalf("%s: no match", bc.host)
-			}
-			b.Run(bc.name, func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					big.Lookup(SchemeHTTP, host)
-				}
-			})
-		}
-	})
+	// Tables of 1,000,000 names: scale_bench_test.go.
 }
 
 func TestNewTableOnInvalid(t *testing.T) {
