@@ -38,8 +38,18 @@ func runRoute(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("config", "/etc/portier/portier.yaml", "configuration `file` (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	// Flags may also follow the command (`route add NAME URL -config FILE`):
+	// parse again after each positional word.
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		words = append(words, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -52,7 +62,7 @@ func runRoute(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return routeCmd(ctx, cfg.Redis, fs.Args(), stdout, stderr)
+	return routeCmd(ctx, cfg.Redis, words, stdout, stderr)
 }
 
 // routeCmd runs one route command against the Redis of r.
