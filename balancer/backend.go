@@ -13,8 +13,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Scheme is the protocol a backend speaks and, equally, the kind of listener
@@ -298,11 +296,10 @@ func NormalizeRouteName(name string) (string, error) {
 // and allocate nothing, so the event loops may call them.
 type Backend struct {
 	Spec BackendSpec
-	Addr netip.AddrPort // resolved address
-	// Sockaddr is prebuilt from Addr (*unix.SockaddrInet4 or
-	// *unix.SockaddrInet6) so that the event loop can connect without
-	// allocating.
-	Sockaddr unix.Sockaddr
+	Addr netip.AddrPort // resolved address, IPv4 unmapped
+	// AddrText is Addr as "ip:port", prebuilt so that access logs and
+	// metrics name the backend without allocating.
+	AddrText string
 
 	st *backendState
 }
@@ -350,14 +347,10 @@ func (b *Backend) usable() bool {
 
 // buildBackend builds a backend without runtime state; the caller sets it.
 func buildBackend(spec BackendSpec, ip netip.Addr) *Backend {
-	// A zone cannot be expressed in the prebuilt sockaddr without an
-	// interface lookup; resolvers do not return zoned addresses anyway.
+	// A zone would need an interface lookup at connect time; resolvers do
+	// not return zoned addresses anyway.
 	ip = ip.Unmap().WithZone("")
 	b := &Backend{Spec: spec, Addr: netip.AddrPortFrom(ip, spec.Port)}
-	if ip.Is4() {
-		b.Sockaddr = &unix.SockaddrInet4{Port: int(spec.Port), Addr: ip.As4()}
-	} else {
-		b.Sockaddr = &unix.SockaddrInet6{Port: int(spec.Port), Addr: ip.As16()}
-	}
+	b.AddrText = b.Addr.String()
 	return b
 }

@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestParseBackend(t *testing.T) {
@@ -112,17 +110,15 @@ func TestNormalizeRouteName(t *testing.T) {
 	}
 }
 
-func TestNewBackendSockaddr(t *testing.T) {
+func TestNewBackendAddr(t *testing.T) {
 	spec := BackendSpec{Scheme: SchemeHTTP, Port: 9001, Weight: 1}
 	b4 := newBackend(spec, netip.MustParseAddr("::ffff:127.0.0.2"), nil)
-	sa4, ok := b4.Sockaddr.(*unix.SockaddrInet4)
-	if !ok || sa4.Port != 9001 || sa4.Addr != [4]byte{127, 0, 0, 2} || b4.Addr.String() != "127.0.0.2:9001" {
-		t.Errorf("IPv4: Sockaddr %#v, Addr %v", b4.Sockaddr, b4.Addr)
+	if !b4.Addr.Addr().Is4() || b4.Addr.String() != "127.0.0.2:9001" || b4.AddrText != "127.0.0.2:9001" {
+		t.Errorf("IPv4: Addr %v, AddrText %q", b4.Addr, b4.AddrText)
 	}
 	b6 := newBackend(spec, netip.MustParseAddr("::1"), nil)
-	sa6, ok := b6.Sockaddr.(*unix.SockaddrInet6)
-	if !ok || sa6.Port != 9001 || sa6.Addr != netip.IPv6Loopback().As16() || b6.Addr.String() != "[::1]:9001" {
-		t.Errorf("IPv6: Sockaddr %#v, Addr %v", b6.Sockaddr, b6.Addr)
+	if b6.Addr.String() != "[::1]:9001" || b6.AddrText != "[::1]:9001" {
+		t.Errorf("IPv6: Addr %v, AddrText %q", b6.Addr, b6.AddrText)
 	}
 }
 

@@ -5,42 +5,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/portier/portier/internal/redistest"
 )
 
-var adminAddrRE = regexp.MustCompile(`msg="admin listening" address=(\S+)`)
-
-// fleetAdmin returns the admin address a portier logged.
-func fleetAdmin(t *testing.T, p *process) string {
-	t.Helper()
-	m := adminAddrRE.FindStringSubmatch(p.logText())
-	if m == nil {
-		t.Fatalf("no admin address in the log:\n%s", p.logText())
-	}
-	return m[1]
-}
-
-// backendUpMetric reads portier_backend_up for addr from an admin server.
+// backendUpMetric reads portier_backend_up for an http backend addr.
 func backendUpMetric(t *testing.T, admin, addr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := opsMetric(opsScrape(t, admin), "portier_backend_up", map[string]string{"backend": addr, "scheme": "http"})
+	if !ok {
+		return "absent"
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	prefix := fmt.Sprintf(`portier_backend_up{backend=%q,scheme="http"} `, addr)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, prefix); ok {
-			return v
-		}
-	}
-	return "absent"
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // TestFleetSharesHealth: portier A checks a backend actively, portier B does
@@ -73,7 +52,7 @@ redis: {url: %q, resync: 1s}
 	}
 	a := startPortier(t, conf("tcp"))
 	b := startPortier(t, conf("none"))
-	adminA, adminB := fleetAdmin(t, a), fleetAdmin(t, b)
+	adminA, adminB := opsAdminAddr(t, a), opsAdminAddr(t, b)
 	waitMetric := func(admin, want string, within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()

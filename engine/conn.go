@@ -37,6 +37,7 @@ const (
 	fProxied                       // client: its PROXY header was consumed
 	fTrusted                       // client: its direct peer is in the listener's trusted_proxies
 	fCounted                       // client: counted in the per-IP connection counts
+	fReplay                        // client: its first bytes may be sent again to another backend
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -91,7 +92,6 @@ func (l *loop) connected(bc *conn) {
 	l.e.stats.Forwarded.Add(1)
 
 	first := c.first
-	c.first = nil
 	c.bytesUp += int64(len(first.B))
 	var ok bool
 	out := l.out[:0]
@@ -105,10 +105,13 @@ func (l *loop) connected(bc *conn) {
 		ok = l.send(bc, out)
 	}
 	l.out = out[:0]
-	putFirst(first)
-	if !ok || c.fd < 0 {
-		return
+	if !ok || c.fd < 0 || c.peer != bc {
+		return // closed, or replaying to another backend
 	}
+	if c.flags&fReplay == 0 {
+		putFirst(first)
+		c.first = nil
+	} // else kept until the backend answers, to replay if it fails first
 	if c.flags&fReadEOF != 0 {
 		// The client half-closed with its request: pass the FIN on.
 		if bc.pend == nil {
@@ -157,4 +160,42 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 		name = l.head.Host
 	}
 	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
+}
+
+var errClosedBeforeAnswer = errors.New("closed the connection before answering")
+
+// canReplay reports whether c's backend may be given up for another one: it
+// has not sent a byte back, only the client's first bytes went to it, and
+// retries are left. A backend that dies with connections in its accept queue
+// resets them this way after portier's connect succeeded.
+func (l *loop) canReplay(c *conn) bool {
+	return c != nil && c.kind == kindClient && c.first != nil && c.flags&fReplay != 0 &&
+		c.bytesDown == 0 && c.state == stForward && c.tries <= l.e.opts.Retries
+}
+
+// replay sends c's first bytes to another backend after bc failed before
+// answering, as if its connect had failed: the client never notices.
+func (l *loop) replay(c, bc *conn, cause error) {
+	b := bc.backend
+	l.e.stats.ConnectFailures.Add(1)
+	b.ConnectFailed()
+	l.e.opts.Logger.Warn("backend failed before answering; trying another", "client", c.remote, "route", c.pool.Name,
+		"backend", b.Addr, "err", cause)
+	l.closeConn(bc)
+	c.failed = b
+	c.backend = nil
+	c.bytesUp = 0
+	if c.h != nil {
+		l.putHTTP(c.h)
+		c.h = l.getHTTP()
+	}
+	c.state = stWaitPeer
+	l.setList(c, listNone)
+	l.connectNext(c)
+}
+
+// dropReplay frees the first bytes kept for a replay once one is no longer possible.
+func (l *loop) dropReplay(c *conn) {
+	putFirst(c.first)
+	c.first = nil
 }

@@ -25,6 +25,11 @@ func (l *loop) pump(src *conn) {
 		}
 		n, err := sysRead(src.fd, l.buf)
 		if n > 0 {
+			if c := src.peer; src.kind == kindBackend && c.first != nil {
+				l.dropReplay(c) // the backend answered
+			} else if src.first != nil {
+				l.dropReplay(src) // more than the first bytes go out now
+			}
 			// A short read drained the socket; new bytes raise a new edge. After
 			// a hang-up we read on to the EOF since no further edge will come.
 			if n < len(l.buf) && src.flags&fHup == 0 {
@@ -40,8 +45,13 @@ func (l *loop) pump(src *conn) {
 				}
 				continue
 			}
-			if dst.h != nil && dst.h.mode == httpAwait101 {
-				l.backendAnswered(dst, l.buf[:n])
+			if h := dst.h; h != nil {
+				if h.mode == httpAwait101 {
+					l.backendAnswered(dst, l.buf[:n])
+				}
+				if h.mode == httpFraming || h.mode == httpStopped {
+					l.followAnswers(dst, l.buf[:n])
+				}
 			}
 			if !l.send(dst, l.buf[:n]) {
 				return
@@ -55,6 +65,10 @@ func (l *loop) pump(src *conn) {
 			continue
 		}
 		if n == 0 {
+			if src.kind == kindBackend && l.canReplay(dst) {
+				l.replay(dst, src, errClosedBeforeAnswer)
+				return
+			}
 			src.flags = src.flags&^fReadReady | fReadEOF
 			if dst.pend == nil {
 				l.passFIN(dst)
@@ -67,6 +81,10 @@ func (l *loop) pump(src *conn) {
 			return
 		case unix.EINTR:
 			continue
+		}
+		if src.kind == kindBackend && l.canReplay(dst) {
+			l.replay(dst, src, err)
+			return
 		}
 		l.closePair(src)
 		return
@@ -88,7 +106,11 @@ func (l *loop) send(dst *conn, b []byte) bool {
 		if err == unix.EAGAIN {
 			break
 		}
-		l.closePair(dst)
+		if dst.kind == kindBackend && l.canReplay(dst.peer) {
+			l.replay(dst.peer, dst, err)
+		} else {
+			l.closePair(dst)
+		}
 		return false
 	}
 	if len(b) > 0 {
@@ -114,7 +136,11 @@ func (l *loop) flush(dst *conn) {
 			dst.flags &^= fWriteReady
 			return
 		}
-		l.closePair(dst)
+		if dst.kind == kindBackend && l.canReplay(dst.peer) {
+			l.replay(dst.peer, dst, err)
+		} else {
+			l.closePair(dst)
+		}
 		return
 	}
 	l.putBuf(dst.pend)
@@ -250,7 +276,7 @@ func (l *loop) ended(c *conn) {
 			Outcome:   o.String(),
 		}
 		if c.backend != nil {
-			r.Backend = c.backend.Spec.Raw
+			r.Backend = c.backend.AddrText
 		}
 		if c.reason != nil {
 			r.Reason = c.reason.code.String()

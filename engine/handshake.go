@@ -160,7 +160,11 @@ func (l *loop) examine(c *conn) {
 	}
 	switch {
 	case err == nil:
-		if !tlsListener && !l.checkFirstFraming(c, data) {
+		if tlsListener {
+			// Until the backend's first byte, nothing was agreed: the
+			// ClientHello can go to another backend.
+			c.flags |= fReplay
+		} else if !l.checkFirstFraming(c, data) {
 			return
 		}
 		if l.e.opts.AccessLog != nil {

@@ -39,6 +39,17 @@ type httpConn struct {
 	// downAtHead is the client's bytesDown when the latest head was sent:
 	// equal now means the backend has not begun to answer it.
 	downAtHead int64
+
+	// The backend's answers are followed (never changed) to know when it
+	// has finished the last one: the connection is then idle between
+	// requests, which matters when shutting down.
+	sent    int                  // requests sent
+	pending int                  // requests sent whose final answer has not ended
+	heads   uint64               // bit i: the i-th pending request is a HEAD (its answer has no body)
+	rfr     parser.RequestFramer // follows an answer's body
+	rcarry  []byte               // an answer head or chunk line split across reads
+	inBody  bool
+	lost    bool // answers could not be followed: never taken for idle
 }
 
 func (l *loop) getHTTP() *httpConn {
@@ -54,6 +65,9 @@ func (l *loop) putHTTP(h *httpConn) {
 	if h.carry != nil {
 		l.putBuf(h.carry)
 	}
+	if h.rcarry != nil {
+		l.putBuf(h.rcarry)
+	}
 	*h = httpConn{}
 	if len(l.httpFree) < maxFreeConns {
 		l.httpFree = append(l.httpFree, h)
@@ -67,6 +81,15 @@ func (l *loop) putHTTP(h *httpConn) {
 func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
 	f := &l.fr
 	f.Reset()
+	// One complete request of an idempotent method may be replayed to
+	// another backend if the first one fails before answering (as nginx's
+	// proxy_next_upstream does); a POST may already have had its effect.
+	heads, replayable := 0, true
+	defer func() {
+		if heads == 1 && replayable && f.AtBoundary() {
+			c.flags |= fReplay
+		}
+	}()
 	for len(data) > 0 {
 		step, n, err := f.Next(data, l.e.opts.MaxHeaderBytes)
 		if err != nil {
@@ -81,7 +104,13 @@ func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
 			return false
 		}
 		if step == parser.StepTunnel {
+			replayable = false
 			return true
+		}
+		if step == parser.StepHead {
+			heads++
+			m := string(f.Head.Method)
+			replayable = replayable && m != "POST" && m != "PATCH" && m != "LOCK" && !f.Head.Upgrade
 		}
 		data = data[n:]
 	}
@@ -124,9 +153,9 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 		switch step {
 		case parser.StepHead:
 			hd := &h.fr.Head
-			if !l.sameRoute(c, hd.Host) || l.e.draining.Load() {
+			if !l.sameRoute(c, hd.Host) || l.e.draining.Load() && h.sent > 0 {
 				// Never send a request for another name to this pool's backends
-				// (nor any request while shutting down): let the current answer
+				// (nor a later request while shutting down): let the current answer
 				// finish, then close; the client retries on a new connection,
 				// which is routed afresh (or reaches the new process).
 				l.stopHTTP(c, nil, nil)
@@ -135,6 +164,15 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 			}
 			out = l.rewriteHead(c, out, rest[:n], hd)
 			h.downAtHead = c.bytesDown
+			h.sent++
+			if h.pending < 64 {
+				if string(hd.Method) == "HEAD" {
+					h.heads |= 1 << h.pending
+				}
+				h.pending++
+			} else {
+				h.lost = true
+			}
 			if hd.Upgrade {
 				h.mode = httpAwait101
 			}
@@ -364,4 +402,92 @@ func (l *loop) writeAll(c *conn, b []byte) {
 			return
 		}
 	}
+}
+
+// followAnswers reads the backend's bytes on their way to the client c to
+// count complete answers. Anything it cannot follow (a body delimited by the
+// close, a malformed head, bytes nobody asked for) marks the connection lost:
+// it is then never taken for idle.
+func (l *loop) followAnswers(c *conn, data []byte) {
+	h := c.h
+	if h.lost {
+		return
+	}
+	if len(h.rcarry) > 0 {
+		h.rcarry = append(h.rcarry, data...)
+		data = h.rcarry
+	}
+	for len(data) > 0 {
+		if h.inBody {
+			_, n, err := h.rfr.Next(data, 0)
+			if err == parser.ErrNeedMore {
+				break // a chunk line continues in the next read
+			}
+			if err != nil {
+				h.lost = true
+				return
+			}
+			data = data[n:]
+			if h.rfr.AtBoundary() {
+				h.inBody = false
+				h.answered()
+			}
+			continue
+		}
+		if h.pending == 0 {
+			h.lost = true
+			return
+		}
+		var rh parser.ResponseHead
+		err := parser.ParseResponseHead(data, l.e.opts.MaxHeaderBytes, &rh)
+		if err == parser.ErrNeedMore {
+			break
+		}
+		if err != nil || rh.Status == 101 {
+			h.lost = true // 101: the connection becomes a tunnel
+			return
+		}
+		data = data[rh.HeadLen:]
+		switch {
+		case rh.Status < 200: // interim: the final answer follows
+		case h.heads&1 != 0 || rh.BodyKind == parser.BodyNone || rh.BodyKind == parser.BodyLength && rh.ContentLength == 0:
+			h.answered()
+		case rh.BodyKind == parser.BodyUntilClose:
+			h.lost = true
+			return
+		default:
+			h.rfr.BeginBody(rh.BodyKind, rh.ContentLength)
+			h.inBody = true
+		}
+	}
+	switch {
+	case len(data) == 0:
+		if h.rcarry != nil {
+			l.putBuf(h.rcarry)
+			h.rcarry = nil
+		}
+	case len(data) > l.e.opts.MaxHeaderBytes:
+		h.lost = true
+	case len(h.rcarry) > 0: // data is a suffix of rcarry
+		h.rcarry = h.rcarry[:copy(h.rcarry, data)]
+	default:
+		if h.rcarry == nil {
+			h.rcarry = l.getBuf()
+		}
+		h.rcarry = append(h.rcarry[:0], data...)
+	}
+}
+
+func (h *httpConn) answered() {
+	h.pending--
+	h.heads >>= 1
+}
+
+// idleHTTP reports whether c is a kept-alive http connection between
+// requests: every answer complete, nothing half-sent either way.
+func idleHTTP(c *conn) bool {
+	h := c.h
+	return h != nil && h.mode == httpFraming && !h.lost && h.pending == 0 && !h.inBody &&
+		len(h.rcarry) == 0 && h.fr.AtBoundary() && len(h.carry) == 0 &&
+		c.pend == nil && c.peer != nil && c.peer.pend == nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,7 +215,7 @@ func TestAccessLogRecords(t *testing.T) {
 		byName[m["name"].(string)] = m
 	}
 	ok := byName["log.test"]
-	if ok == nil || ok["outcome"] != "forwarded" || ok["listener"] != "web" || ok["backend"] != "http://"+be ||
+	if ok == nil || ok["outcome"] != "forwarded" || ok["listener"] != "web" || ok["backend"] != be ||
 		ok["bytes_up"].(float64) <= 0 || ok["bytes_down"].(float64) <= 0 || !strings.HasPrefix(ok["client"].(string), "127.0.0.1:") {
 		t.Errorf("forwarded line: %v", ok)
 	}
@@ -225,3 +226,133 @@ func TestAccessLogRecords(t *testing.T) {
 }
 
 func netipFrom4(b []byte) netip.Addr { return netip.AddrFrom4([4]byte(b)) }
+
+// TestShutdownClosesIdleKeepAlive: on Shutdown, kept-alive http connections
+// between requests close at once, whatever kind of answers came before
+// (length, chunked, HEAD, 204, 304, 100-continue), while one waiting for a
+// slow answer gets it first.
+func TestShutdownClosesIdleKeepAlive(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/chunked":
+			io.WriteString(w, "part")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "s")
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		case "/same":
+			w.WriteHeader(http.StatusNotModified)
+		case "/slow":
+			<-release
+			io.WriteString(w, "slow done")
+		default:
+			io.ReadAll(r.Body)
+			io.WriteString(w, "hello")
+		}
+	}))
+	t.Cleanup(s.Close)
+	t.Cleanup(unblock) // runs first: a failing test must not leave the handler blocked
+	p := startProxy(t, []balancer.RouteSpec{{Name: "ka.test", Backends: []string{"http://" + s.Listener.Addr().String()}}}, "", nil)
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", p.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	do := func(c net.Conn, br *bufio.Reader, method, path, extra string) {
+		t.Helper()
+		io.WriteString(c, method+" "+path+" HTTP/1.1\r\nHost: ka.test\r\n"+extra+"\r\n")
+		req, _ := http.NewRequest(method, path, nil)
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	idle, idleR := dial()
+	do(idle, idleR, "GET", "/", "")
+	do(idle, idleR, "GET", "/chunked", "")
+	do(idle, idleR, "HEAD", "/", "")
+	do(idle, idleR, "GET", "/empty", "")
+	do(idle, idleR, "GET", "/same", "")
+	// 100-continue: an interim answer, then the body, then the final answer.
+	io.WriteString(idle, "POST / HTTP/1.1\r\nHost: ka.test\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+	if resp, err := http.ReadResponse(idleR, nil); err != nil || resp.StatusCode != 100 {
+		t.Fatalf("interim answer: %v %v", resp, err)
+	}
+	io.WriteString(idle, "ok")
+	if resp, err := http.ReadResponse(idleR, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("final answer: %v %v", resp, err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	busy, busyR := dial()
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: ka.test\r\n\r\n")
+	waitFor(t, func() bool { return p.e.Stats().Open.Load() == 2 })
+
+	done := make(chan error, 1)
+	go func() { done <- p.e.Shutdown(context.Background()) }()
+	// The idle connection is closed at once.
+	if rest, err := io.ReadAll(idleR); err != nil || len(rest) != 0 {
+		t.Fatalf("idle connection: %q %v, want a close", rest, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v while an answer was pending", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	unblock()
+	resp, err := http.ReadResponse(busyR, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "slow done" {
+		t.Fatalf("slow answer: %q", body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown still waiting after the last answer")
+	}
+}
+
+// TestShutdownServesFirstRequest: a connection accepted before Shutdown
+// whose first request arrives during the drain is served.
+func TestShutdownServesFirstRequest(t *testing.T) {
+	be := httpBackend(t, "first")
+	p := startProxy(t, []balancer.RouteSpec{{Name: "f.test", Backends: []string{"http://" + be}}}, "", nil)
+	c, err := net.Dial("tcp", p.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	waitFor(t, func() bool { return p.e.Stats().Open.Load() == 1 })
+	done := make(chan error, 1)
+	go func() { done <- p.e.Shutdown(context.Background()) }()
+	waitFor(t, func() bool { return p.e.Draining() })
+	time.Sleep(50 * time.Millisecond) // the listeners are closed by now
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: f.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("first request during the drain: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "backend=first") {
+		t.Fatalf("body %q", body)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

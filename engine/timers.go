@@ -101,6 +101,9 @@ func (l *loop) sweep() {
 	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {
 		l.closeConn(c)
 	}
+	if l.e.draining.Load() {
+		l.closeIdleHTTP()
+	}
 	if l.acceptPaused > 0 {
 		l.acceptPaused--
 		if l.acceptPaused == 0 {
@@ -110,3 +113,19 @@ func (l *loop) sweep() {
 }
 
 var errConnectTimeout = errors.New("connect timeout")
+
+// closeIdleHTTP runs while shutting down: kept-alive http connections
+// between requests (every answer complete) are closed, as nginx and HAProxy
+// do on a graceful stop; waiting for them would hold the shutdown until its
+// timeout. The client opens a new connection (to the new process, in a
+// restart) for its next request.
+func (l *loop) closeIdleHTTP() {
+	for c := l.idles.head; c != nil; {
+		next := c.next
+		if idleHTTP(c) {
+			c.outcome = OutcomeShutdown
+			l.closePair(c)
+		}
+		c = next
+	}
+}

@@ -1,0 +1,145 @@
+package parser
+
+// Response heads: the engine follows a backend's answers only to know when
+// the last one is complete (so that a kept-alive connection can be closed
+// between requests on shutdown). It never rewrites them, so this parser is
+// lenient where the request side is strict, and reports what it cannot
+// follow as ErrMalformed: the caller then stops tracking that connection.
+
+// BodyUntilClose is a response body delimited by the end of the connection.
+const BodyUntilClose uint8 = 3
+
+// ResponseHead describes an HTTP/1.x response head.
+type ResponseHead struct {
+	Status        int   // 100..999
+	HeadLen       int   // bytes of the head, final CRLF included
+	BodyKind      uint8 // BodyNone, BodyLength, BodyChunked or BodyUntilClose
+	ContentLength int64 // for BodyLength
+}
+
+var errResponse = &frameError{kind: ErrMalformed, msg: "parse response: malformed head"}
+
+// ParseResponseHead parses the response head at the start of b into h. It
+// returns ErrNeedMore until b holds the whole head (ErrMalformed past
+// maxHead bytes). The body kind follows RFC 9112 6.3 for a response to a
+// request other than HEAD: 1xx, 204 and 304 have none; then chunked, then
+// Content-Length, else the body lasts until the connection closes. It
+// allocates nothing.
+func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
+	end := -1
+	for i := 0; i+3 < len(b) && i < maxHead; i++ {
+		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
+			end = i + 4
+			break
+		}
+	}
+	if end < 0 {
+		if len(b) >= maxHead {
+			return errResponse
+		}
+		return ErrNeedMore
+	}
+	*h = ResponseHead{HeadLen: end}
+	// "HTTP/1.x NNN"
+	if end < 14 || string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+		return errResponse
+	}
+	for _, c := range b[9:12] {
+		if c < '0' || c > '9' {
+			return errResponse
+		}
+		h.Status = h.Status*10 + int(c-'0')
+	}
+	if h.Status < 100 {
+		return errResponse
+	}
+	chunked, hasLength := false, false
+	line := 0
+	for i := 0; i < end; i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		start := line
+		line = i + 1
+		if start == 0 {
+			continue // the status line
+		}
+		f := b[start:i]
+		if len(f) > 0 && f[len(f)-1] == '\r' {
+			f = f[:len(f)-1]
+		}
+		colon := -1
+		for j, c := range f {
+			if c == ':' {
+				colon = j
+				break
+			}
+		}
+		if colon <= 0 {
+			continue // the final empty line, or a line we need not understand
+		}
+		name, val := f[:colon], trimOWS(f[colon+1:])
+		switch {
+		case frameEqualFold(name, "content-length"):
+			n, ok := parseDecimal(val)
+			if !ok || hasLength && n != h.ContentLength {
+				return errResponse
+			}
+			hasLength, h.ContentLength = true, n
+		case frameEqualFold(name, "transfer-encoding"):
+			// Chunked must be the last coding; another last coding means the
+			// body runs to the close.
+			v := val
+			for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t' || v[len(v)-1] == ',') {
+				v = v[:len(v)-1]
+			}
+			chunked = len(v) >= 7 && frameEqualFold(v[len(v)-7:], "chunked") &&
+				(len(v) == 7 || v[len(v)-8] == ',' || v[len(v)-8] == ' ' || v[len(v)-8] == '\t')
+			if !chunked {
+				h.BodyKind = BodyUntilClose
+			}
+		}
+	}
+	switch {
+	case h.Status < 200 || h.Status == 204 || h.Status == 304:
+		h.BodyKind = BodyNone
+	case chunked:
+		h.BodyKind = BodyChunked
+	case h.BodyKind == BodyUntilClose:
+	case hasLength:
+		h.BodyKind = BodyLength
+	default:
+		h.BodyKind = BodyUntilClose
+	}
+	return nil
+}
+
+func parseDecimal(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true // 18 digits cannot overflow
+}
+
+// BeginBody makes f follow a message body of the given kind (BodyLength with
+// n bytes, or BodyChunked) with Next, as if a head announcing it had just
+// been read. Once the body ends, AtBoundary reports true. The engine uses it
+// to follow response bodies with the request side's verified chunk parser.
+func (f *RequestFramer) BeginBody(kind uint8, n int64) {
+	*f = RequestFramer{}
+	switch kind {
+	case BodyChunked:
+		f.phase = framePhaseChunkSize
+	case BodyLength:
+		if n > 0 {
+			f.phase, f.remaining = framePhaseLength, n
+		}
+	}
+}
