@@ -316,7 +316,7 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	rep.elapsed = time.Since(rep.started)
-	if err := os.WriteFile(o.out, []byte(rep.markdown()), 0o644); err != nil {
+	if err := os.WriteFile(o.out, []byte(keepNotes(o.out, rep.markdown())), 0o644); err != nil {
 		return err
 	}
 	logf("wrote %s in %s", o.out, rep.elapsed.Round(time.Second))
@@ -766,4 +766,21 @@ func nginxNeedsStreamModule(ctx context.Context) bool {
 	}
 	out, _ := output(ctx, "nginx", "-V")
 	return !strings.Contains(out, "--with-stream ") && !strings.HasSuffix(strings.TrimSpace(out), "--with-stream")
+}
+
+// notesMarker starts the hand-written part of a report (analysis of the
+// numbers, figures from other tools); a new run keeps it.
+const notesMarker = "<!-- notes: kept by make bench -->"
+
+// keepNotes appends to report whatever follows notesMarker in the existing file.
+func keepNotes(path, report string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return report
+	}
+	i := strings.Index(string(old), notesMarker)
+	if i < 0 {
+		return report
+	}
+	return strings.TrimRight(report, "\n") + "\n\n" + string(old[i:])
 }

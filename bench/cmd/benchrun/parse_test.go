@@ -230,3 +230,18 @@ func TestShellJoin(t *testing.T) {
 		t.Errorf("shellJoin = %s, want %s", got, want)
 	}
 }
+
+func TestKeepNotes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "B.md")
+	if got := keepNotes(path, "# new\n"); got != "# new\n" {
+		t.Fatalf("no file: %q", got)
+	}
+	os.WriteFile(path, []byte("# old\n\n"+notesMarker+"\n\nanalysis\n"), 0o644)
+	if got := keepNotes(path, "# new\n\n"); got != "# new\n\n"+notesMarker+"\n\nanalysis\n" {
+		t.Fatalf("with notes: %q", got)
+	}
+	os.WriteFile(path, []byte("# old without notes\n"), 0o644)
+	if got := keepNotes(path, "# new\n"); got != "# new\n" {
+		t.Fatalf("without notes: %q", got)
+	}
+}
