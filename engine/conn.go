@@ -77,12 +77,17 @@ type conn struct {
 
 	bytesUp, bytesDown int64 // client: bytes client->backend and backend->client
 
-	start   int64      // client: accept time (unix ns, from the loop clock)
-	wall    time.Time  // client: accept time, when an access log is kept
-	name    string     // client: the name it asked for, when an access log is kept
-	alpn    string     // client: its first ALPN protocol, when an access log is kept
+	log     *connLog   // client: what the access log reports, when one is kept
 	outcome Outcome    // client: how it ended, when not simply forwarded
 	reason  *rejection // client: why it was rejected
+}
+
+// connLog holds what only the access log needs, so that connections
+// without one stay small (a conn fits the 256-byte allocation class).
+type connLog struct {
+	wall time.Time // accept time
+	name string    // the name the client asked for
+	alpn string    // its first ALPN protocol
 }
 
 // listener is a listening socket's description, shared by the loops.

@@ -262,15 +262,15 @@ func (l *loop) ended(c *conn) {
 	ls.Outcomes[o].Add(1)
 	ls.BytesUp.Add(c.bytesUp)
 	ls.BytesDown.Add(c.bytesDown)
-	if al := l.e.opts.AccessLog; al != nil {
+	if al := l.e.opts.AccessLog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{
-			Start:     c.wall,
-			Duration:  time.Since(c.wall),
+			Start:     c.log.wall,
+			Duration:  time.Since(c.log.wall),
 			Listener:  c.ln.spec.Name,
 			Client:    c.remote,
-			Name:      c.name,
-			ALPN:      c.alpn,
+			Name:      c.log.name,
+			ALPN:      c.log.alpn,
 			BytesUp:   c.bytesUp,
 			BytesDown: c.bytesDown,
 			Outcome:   o.String(),

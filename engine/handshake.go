@@ -44,14 +44,13 @@ func (l *loop) accept(ln *conn) bool {
 		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
 			c.flags |= fTrusted
 		}
-		c.start = l.now
 		l.e.stats.Accepted.Add(1)
 		l.e.stats.Open.Add(1)
 		ls := &l.e.stats.Listeners[ln.ln.idx]
 		ls.Accepted.Add(1)
 		ls.Open.Add(1)
 		if l.e.opts.AccessLog != nil {
-			c.wall = time.Now()
+			c.log = &connLog{wall: time.Now()}
 		}
 		l.setList(c, listHandshake)
 		if !c.ln.spec.AcceptProxy && !l.admit(c) {
@@ -195,18 +194,18 @@ func (l *loop) examine(c *conn) {
 // It allocates (the name outlives the buffer), which is why it only runs
 // with an access log.
 func (l *loop) noteName(c *conn, name []byte, tlsListener bool) {
-	c.name = string(name)
+	c.log.name = string(name)
 	if !tlsListener {
 		return
 	}
 	if p, _, _ := parser.NextProtocol(l.hello.ALPN); len(p) > 0 {
 		switch string(p) { // the common ones without an allocation
 		case "h2":
-			c.alpn = "h2"
+			c.log.alpn = "h2"
 		case "http/1.1":
-			c.alpn = "http/1.1"
+			c.log.alpn = "http/1.1"
 		default:
-			c.alpn = string(p)
+			c.log.alpn = string(p)
 		}
 	}
 }
