@@ -36,6 +36,20 @@ type Server struct {
 // command-line arguments, such as "--rename-command", "CONFIG", "".
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return launch(t, func(port int, dir string) ([]string, error) {
+		return append([]string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--logfile", filepath.Join(dir, "redis.log"),
+		}, extra...), nil
+	})
+}
+
+// launch starts redis-server in a new temporary directory with the
+// arguments that args returns for a free port, and stops it when the test
+// ends. The server must log to dir/redis.log.
+func launch(t testing.TB, args func(port int, dir string) ([]string, error)) *Server {
+	t.Helper()
 	bin := Require(t, "redis-server")
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.kill)
@@ -47,11 +61,9 @@ func Start(t testing.TB, extra ...string) *Server {
 			continue
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.args = append([]string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", s.dir,
-			"--logfile", filepath.Join(s.dir, "redis.log"),
-		}, extra...)
+		if s.args, err = args(port, s.dir); err != nil {
+			continue
+		}
 		if err = s.start(); err == nil {
 			return s
 		}
