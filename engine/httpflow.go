@@ -183,20 +183,7 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	}
 	// Keep what could not be forwarded yet: an incomplete head, or bytes
 	// that follow an Upgrade request until the backend accepts it.
-	switch {
-	case len(rest) == 0:
-		if h.carry != nil {
-			l.putBuf(h.carry)
-			h.carry = nil
-		}
-	case len(h.carry) > 0: // rest is a suffix of carry
-		h.carry = h.carry[:copy(h.carry, rest)]
-	default:
-		if h.carry == nil {
-			h.carry = l.getBuf()
-		}
-		h.carry = append(h.carry[:0], rest...)
-	}
+	l.keep(&h.carry, rest)
 	if len(out) > 0 && !l.sendOrdered(bc, out) {
 		return out, false
 	}
@@ -460,21 +447,29 @@ func (l *loop) followAnswers(c *conn, data []byte) {
 			h.inBody = true
 		}
 	}
-	switch {
-	case len(data) == 0:
-		if h.rcarry != nil {
-			l.putBuf(h.rcarry)
-			h.rcarry = nil
-		}
-	case len(data) > l.e.opts.MaxHeaderBytes:
+	if len(data) > l.e.opts.MaxHeaderBytes {
 		h.lost = true
-	case len(h.rcarry) > 0: // data is a suffix of rcarry
-		h.rcarry = h.rcarry[:copy(h.rcarry, data)]
-	default:
-		if h.rcarry == nil {
-			h.rcarry = l.getBuf()
+		data = nil
+	}
+	l.keep(&h.rcarry, data)
+}
+
+// keep stores rest, the unprocessed tail of bytes that were either fresh
+// or *buf itself, in the pooled buffer *buf (released when rest is empty).
+func (l *loop) keep(buf *[]byte, rest []byte) {
+	switch {
+	case len(rest) == 0:
+		if *buf != nil {
+			l.putBuf(*buf)
+			*buf = nil
 		}
-		h.rcarry = append(h.rcarry[:0], data...)
+	case len(*buf) > 0: // rest is a suffix of *buf
+		*buf = (*buf)[:copy(*buf, rest)]
+	default:
+		if *buf == nil {
+			*buf = l.getBuf()
+		}
+		*buf = append((*buf)[:0], rest...)
 	}
 }
 
