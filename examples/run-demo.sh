@@ -32,6 +32,11 @@ portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0
   curl -vk --resolve app1.test:8443:127.0.0.1 https://app1.test:8443/
   # unknown SNI -> fatal TLS alert unrecognized_name (112)
   openssl s_client -connect 127.0.0.1:8443 -servername nope.test </dev/null
+  # the admin server: Prometheus metrics, routes with backend health, liveness
+  curl -s http://127.0.0.1:9090/metrics | grep '^portier_'
+  curl -s http://127.0.0.1:9090/routes
+  # reload routes after editing examples/demo.yaml (open connections are untouched)
+  kill -HUP $(pgrep -f 'portier -config examples/demo.yaml')
 
 Press Ctrl-C to stop.
 TXT
