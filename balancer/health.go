@@ -216,6 +216,31 @@ func (h *Health) startLocked(s *backendState) {
 	go h.check(ctx, s)
 }
 
+// TrackAdded starts checking the backends a Table.Update built (added),
+// without the full pass of Track; addresses no route uses any more are
+// stopped at the next Track.
+func (h *Health) TrackAdded(added []*Backend) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range added {
+		st := b.st
+		if st.h != h {
+			continue
+		}
+		if h.tracked[st.key] != st {
+			h.tracked[st.key] = st
+			h.states[st.key] = st
+		}
+		st.mu.Lock()
+		st.specDrain = st.specDrain || b.Spec.Drain
+		st.mu.Unlock()
+		st.fleetDown.Store(h.fleet[st.addr])
+		if h.runCtx != nil {
+			h.startLocked(st)
+		}
+	}
+}
+
 // Run runs the checks of the tracked tables until ctx is done, then stops
 // them and returns. Run it once at a time.
 func (h *Health) Run(ctx context.Context) {

@@ -186,3 +186,17 @@ func BenchmarkScaleNewTable(b *testing.B) {
 	}
 	b.ReportMetric(n, "routes/op")
 }
+
+// BenchmarkScaleUpdate1M: one route changed in a 1,000,000-name table with
+// Table.Update, as a Redis change is applied.
+func BenchmarkScaleUpdate1M(b *testing.B) {
+	st := table1M(b)
+	set := []balancer.RouteSpec{{Name: "h777.scale.test", Backends: []string{"http://10.200.0.1:8080"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		nt, _, err := st.t.Update(context.Background(), set, nil, "", balancer.TableOptions{})
+		if err != nil || nt.Len() != st.t.Len() {
+			b.Fatalf("update: %v, %d routes", err, nt.Len())
+		}
+	}
+}

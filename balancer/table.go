@@ -53,7 +53,11 @@ type TableOptions struct {
 // routeSet holds the routes of one scheme.
 type routeSet struct {
 	exact map[string]*Pool
-	wild  map[string]*Pool // keyed by the suffix after "*."
+	// exactOver holds the exact names Table.Update changed since the last
+	// NewTable (nil: removed); it is consulted first, so an update copies
+	// only the changes, never the million-name base map.
+	exactOver map[string]*Pool
+	wild      map[string]*Pool // keyed by the suffix after "*."
 	// wildLabels has bit n set when some wildcard suffix has n labels, so
 	// Lookup probes the wildcard map only with suffixes that can match.
 	wildLabels [2]uint64
@@ -67,6 +71,11 @@ type Table struct {
 	sets     [SchemeTLS + 1]routeSet // indexed by Scheme
 	routes   []RouteSpec             // normalised names, sorted by name
 	backends []*Backend              // distinct, in order of first use
+	// Changes made by Update on top of routes and backends, so that an
+	// update does not copy them: routesOver by name (nil: removed).
+	routesOver    map[string]*RouteSpec
+	nRoutes       int
+	extraBackends []*Backend
 }
 
 // NewTable validates routes, resolves backend host names and builds a Table.
@@ -74,26 +83,7 @@ type Table struct {
 // names are sent to it. Without a default, a route named "*" serves them.
 // See TableOptions.OnInvalid for skipping bad routes instead of failing.
 func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
-	resolve := opts.Resolve
-	if resolve == nil {
-		resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		}
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	b := tableBuilder{
-		ctx:        ctx,
-		resolve:    resolve,
-		health:     opts.Health,
-		log:        log,
-		addrs:      make(map[string]netip.Addr),
-		backends:   make(map[string]*Backend),
-		states:     make(map[stateKey]*backendState),
-		configured: make(map[*backendState]bool),
-	}
+	b := newBuilder(ctx, opts)
 	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
 	for s := SchemeHTTP; s <= SchemeTLS; s++ {
 		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
@@ -162,6 +152,38 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 			def = name
 		}
 	}
+	t.setDefault(def)
+	t.backends = b.order
+	slices.SortFunc(t.routes, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	return t, nil
+}
+
+func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
+	resolve := opts.Resolve
+	if resolve == nil {
+		resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &tableBuilder{
+		ctx:        ctx,
+		resolve:    resolve,
+		health:     opts.Health,
+		log:        log,
+		addrs:      make(map[string]netip.Addr),
+		backends:   make(map[string]*Backend),
+		states:     make(map[stateKey]*backendState),
+		configured: make(map[*backendState]bool),
+	}
+}
+
+// setDefault points each scheme's default pool at the route named def (a
+// normalised name that exists), or at the catch-all route "*" when def is "".
+func (t *Table) setDefault(def string) {
 	for s := SchemeHTTP; s <= SchemeTLS; s++ {
 		set := &t.sets[s]
 		switch {
@@ -170,14 +192,13 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 		default:
 			if suffix, ok := strings.CutPrefix(def, "*."); ok {
 				set.def = set.wild[suffix]
+			} else if p, ok := set.exactOver[def]; ok {
+				set.def = p
 			} else {
 				set.def = set.exact[def]
 			}
 		}
 	}
-	t.backends = b.order
-	slices.SortFunc(t.routes, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
-	return t, nil
 }
 
 type tableBuilder struct {
@@ -330,9 +351,18 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		buf[i] = c
 	}
 	key := buf[:len(host)]
+	if len(set.exactOver) > 0 {
+		if p, ok := set.exactOver[string(key)]; ok {
+			if p != nil {
+				return p
+			}
+			goto wild // removed by an update
+		}
+	}
 	if p := set.exact[string(key)]; p != nil {
 		return p
 	}
+wild:
 	if len(set.wild) > 0 {
 		// The first suffix found is the longest; i > 0 keeps the label the
 		// wildcard stands for non-empty. labels counts those of key[i+1:].
@@ -401,17 +431,36 @@ func allDigits(b []byte) bool {
 
 // Backends returns the distinct backends of the table (one per URL), in the
 // order routes first name them.
-func (t *Table) Backends() []*Backend { return slices.Clone(t.backends) }
+func (t *Table) Backends() []*Backend {
+	return append(slices.Clone(t.backends), t.extraBackends...)
+}
 
 // Len returns the number of route names.
-func (t *Table) Len() int { return len(t.routes) }
+func (t *Table) Len() int {
+	if t.routesOver != nil {
+		return t.nRoutes
+	}
+	return len(t.routes)
+}
 
 // Routes returns a copy of the routes with normalised names, sorted by name.
 func (t *Table) Routes() []RouteSpec {
-	out := make([]RouteSpec, len(t.routes))
-	for i, r := range t.routes {
-		out[i] = r
-		out[i].Backends = slices.Clone(r.Backends)
+	out := make([]RouteSpec, 0, t.Len())
+	for _, r := range t.routes {
+		if _, changed := t.routesOver[r.Name]; !changed {
+			out = append(out, r)
+		}
+	}
+	for _, r := range t.routesOver {
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	if t.routesOver != nil {
+		slices.SortFunc(out, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	}
+	for i := range out {
+		out[i].Backends = slices.Clone(out[i].Backends)
 	}
 	return out
 }

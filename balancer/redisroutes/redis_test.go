@@ -107,6 +107,12 @@ func (l *logBuf) count(sub string) int { return strings.Count(l.String(), sub) }
 // run starts Run and stops it when the test ends.
 func run(t *testing.T, opts Options) (*Source, *recorder, *logBuf) {
 	t.Helper()
+	return runWith(t, opts, newRecorder())
+}
+
+// runWith is run with a recorder made by the caller.
+func runWith(t *testing.T, opts Options, rec *recorder) (*Source, *recorder, *logBuf) {
+	t.Helper()
 	logs := &logBuf{}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -115,7 +121,6 @@ func run(t *testing.T, opts Options) (*Source, *recorder, *logBuf) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,15 @@ type Options struct {
 	// reported down or up with ReportHealth. It is called from Run's
 	// goroutine, only when the state of addr changes.
 	OnFleetHealth func(addr string, down bool)
+	// Delta, if set, receives the changes that keyspace notifications
+	// report, as routes to add or replace (set) and names to remove (del),
+	// instead of a publish of every route: with a million routes, sorting
+	// and rebuilding everything for one RPUSH takes seconds. Full syncs (at
+	// start, after a reconnect, and at the first resync after deltas, which
+	// also rewrites the snapshot file of stores over 100,000 routes) still
+	// go to publish. Called from Run's goroutine, never concurrently with
+	// publish.
+	Delta func(set []balancer.RouteSpec, del []string)
 }
 
 // Status describes the source for /status pages and tests.
@@ -80,11 +90,13 @@ type Source struct {
 	status Status
 
 	// Owned by Run's goroutine.
-	entries       map[string]entry  // by key
-	problems      map[string]string // by key: last problem logged
-	dirty         bool              // entries changed since the last build
+	entries       map[string]entry    // by key
+	byName        map[string]nameKeys // route name -> its keys, with Delta
+	problems      map[string]string   // by key: last problem logged
+	dirty         bool                // entries changed since the last build
 	published     []balancer.RouteSpec
 	havePublished bool
+	stale         bool // deltas went out since published: the next full sync publishes all
 	fleetDown     map[string]bool
 	notifyLogged  bool
 	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
@@ -305,6 +317,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 	resync := time.NewTicker(s.opts.Resync)
 	defer resync.Stop()
 	pending := make(map[string]struct{})
+	touched := make(map[string]struct{}) // route names the pending keys had or have
 	var flush <-chan time.Time
 	for {
 		select {
@@ -327,11 +340,16 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 			}
 		case <-flush:
 			flush = nil
-			if err := s.readPending(ctx, pending); err != nil {
+			if err := s.readPending(ctx, pending, touched); err != nil {
 				return true, err
 			}
 			clear(pending)
-			s.publishIfChanged(publish)
+			if s.opts.Delta != nil && s.havePublished {
+				s.publishDelta(touched)
+			} else {
+				s.publishIfChanged(publish)
+			}
+			clear(touched)
 		case <-resync.C:
 			if err := s.fullSync(ctx, publish); err != nil {
 				return true, err
@@ -446,6 +464,12 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 	}
 	s.problems = problems
 	s.entries, s.dirty = entries, true
+	if s.opts.Delta != nil {
+		s.byName = make(map[string]nameKeys, len(entries))
+		for key, e := range entries {
+			s.index(e.name, key)
+		}
+	}
 	if s.opts.OnFleetHealth != nil {
 		if err := s.syncFleet(ctx); err != nil {
 			return err
@@ -458,7 +482,7 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 }
 
 // readPending re-reads the keys that events named.
-func (s *Source) readPending(ctx context.Context, pending map[string]struct{}) error {
+func (s *Source) readPending(ctx context.Context, pending, touched map[string]struct{}) error {
 	keys := make([]string, 0, len(pending))
 	for k := range pending {
 		keys = append(keys, k)
@@ -471,8 +495,16 @@ func (s *Source) readPending(ctx context.Context, pending map[string]struct{}) e
 			s.problems[key] = problem
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", problem)
 		}
+		if old, had := s.entries[key]; had && s.byName != nil {
+			s.unindex(old.name, key)
+			touched[old.name] = struct{}{}
+		}
 		if ok {
 			s.entries[key] = e
+			if s.byName != nil {
+				s.index(e.name, key)
+				touched[e.name] = struct{}{}
+			}
 		} else {
 			delete(s.entries, key)
 		}
@@ -482,15 +514,92 @@ func (s *Source) readPending(ctx context.Context, pending map[string]struct{}) e
 	return err
 }
 
+// nameKeys are the keys naming one route: almost always one, kept inline
+// so that a million routes cost no allocation each.
+type nameKeys struct {
+	one  string
+	more []string
+}
+
+func (s *Source) index(name, key string) {
+	nk := s.byName[name]
+	switch {
+	case nk.one == "" || nk.one == key:
+		nk.one = key
+	case !slices.Contains(nk.more, key):
+		nk.more = append(nk.more, key)
+	}
+	s.byName[name] = nk
+}
+
+func (s *Source) unindex(name, key string) {
+	nk, ok := s.byName[name]
+	if !ok {
+		return
+	}
+	if nk.one == key {
+		nk.one = ""
+		if len(nk.more) > 0 {
+			nk.one, nk.more = nk.more[0], nk.more[1:]
+		}
+	} else if i := slices.Index(nk.more, key); i >= 0 {
+		nk.more = slices.Delete(slices.Clone(nk.more), i, i+1)
+	}
+	if nk.one == "" {
+		delete(s.byName, name)
+		return
+	}
+	s.byName[name] = nk
+}
+
+// publishDelta sends the routes of the touched names to Options.Delta. The
+// published list is then stale: the next full sync publishes everything
+// (and writes the snapshot).
+func (s *Source) publishDelta(touched map[string]struct{}) {
+	if !s.dirty || len(touched) == 0 {
+		return
+	}
+	s.dirty = false
+	var set []balancer.RouteSpec
+	var del []string
+	for name := range touched {
+		nk, ok := s.byName[name]
+		if !ok {
+			del = append(del, name)
+			continue
+		}
+		sub := map[string]entry{nk.one: s.entries[nk.one]}
+		for _, k := range nk.more {
+			sub[k] = s.entries[k]
+		}
+		set = append(set, build(sub)...) // one route: the keys' backends merged in key order
+	}
+	s.stale = true
+	s.setStatus(func(st *Status) { st.Routes = len(s.byName) })
+	s.opts.Delta(set, del)
+	// The snapshot holds every route: rewriting it per change is cheap for
+	// small stores; large ones get it at the next resync.
+	if s.opts.SnapshotFile != "" && len(s.entries) <= snapshotPerChange {
+		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), build(s.entries), time.Now()); err != nil {
+			s.log.Warn("redis: snapshot not written", "err", err)
+		}
+	}
+}
+
+// snapshotPerChange is the largest store whose snapshot file is rewritten
+// after every change (about 0.1 s of work); beyond it, at each resync.
+const snapshotPerChange = 100_000
+
 func (s *Source) publishIfChanged(publish func([]balancer.RouteSpec)) {
 	if !s.dirty {
 		return
 	}
 	s.dirty = false
 	routes := build(s.entries)
-	if s.havePublished && sameRoutes(routes, s.published) {
+	if s.havePublished && !s.stale && sameRoutes(routes, s.published) {
 		return
 	}
+	s.stale = false
 	s.setStatus(func(st *Status) { st.Routes = len(routes) })
 	publish(routes)
 	s.published, s.havePublished = routes, true

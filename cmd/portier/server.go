@@ -39,8 +39,11 @@ type server struct {
 
 	mu          sync.Mutex // serialises rebuilds of the route table
 	cfg         *config.Config
-	redisRoutes []balancer.RouteSpec // last routes Redis published; nil before the first
+	redisRoutes []balancer.RouteSpec // last routes Redis published in full; nil before the first
 	redisSeen   bool
+	// redisDelta holds the routes Redis changed since its last full publish
+	// (nil: removed), applied on top of redisRoutes.
+	redisDelta map[string]*balancer.RouteSpec
 }
 
 const tableTimeout = 10 * time.Second
@@ -65,7 +68,7 @@ func (s *server) rebuild() error {
 	if !s.redisSeen {
 		t, err = buildStatic(s.cfg, s.health)
 	} else {
-		routes := mergeRoutes(s.cfg.Routes, s.redisRoutes)
+		routes := mergeRoutes(s.cfg.Routes, s.redisView())
 		def := s.cfg.Default
 		if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
 			def = "" // the file's default was a Redis name that is gone
@@ -83,6 +86,65 @@ func (s *server) rebuild() error {
 	s.router.Store(t)
 	s.health.Track(t)
 	return nil
+}
+
+// redisView is Redis's routes: the last full publish with the deltas since.
+func (s *server) redisView() []balancer.RouteSpec {
+	if len(s.redisDelta) == 0 {
+		return s.redisRoutes
+	}
+	out := make([]balancer.RouteSpec, 0, len(s.redisRoutes)+len(s.redisDelta))
+	for _, r := range s.redisRoutes {
+		if _, changed := s.redisDelta[r.Name]; !changed {
+			out = append(out, r)
+		}
+	}
+	for _, r := range s.redisDelta {
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
+// applyDelta applies a few changed Redis routes to the current table with
+// Table.Update, which shares every other route's pool: a change costs
+// milliseconds, not a rebuild of every route. A name Redis no longer has
+// falls back to the file's route of that name, if any.
+func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.redisDelta == nil {
+		s.redisDelta = make(map[string]*balancer.RouteSpec)
+	}
+	upd := make([]balancer.RouteSpec, 0, len(set)+len(del))
+	var gone []string
+	for i := range set {
+		s.redisDelta[set[i].Name] = &set[i]
+		upd = append(upd, set[i])
+	}
+	for _, name := range del {
+		s.redisDelta[name] = nil
+		if i := slices.IndexFunc(s.cfg.Routes, func(r balancer.RouteSpec) bool { return r.Name == name }); i >= 0 {
+			upd = append(upd, s.cfg.Routes[i])
+		} else {
+			gone = append(gone, name)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	t, added, err := s.router.Load().Update(ctx, upd, gone, s.cfg.Default, balancer.TableOptions{Health: s.health,
+		OnInvalid: func(route string, err error) {
+			s.logger.Warn("route skipped", "route", route, "err", err)
+		}})
+	if err != nil {
+		s.logger.Error("route table update failed; keeping the current one", "err", err)
+		return
+	}
+	s.router.Store(t)
+	s.health.TrackAdded(added)
+	s.logger.Info("routes updated from redis", "redis_routes", s.src.Status().Routes, "routes", t.Len(),
+		"changed", len(set), "removed", len(del))
 }
 
 // mergeRoutes returns static with every route that overlay names replaced,
@@ -209,6 +271,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 		URL: rc.URL, Password: os.Getenv("PORTIER_REDIS_PASSWORD"),
 		SentinelMaster: rc.SentinelMaster, SentinelAddrs: rc.SentinelAddrs, ClusterAddrs: rc.ClusterAddrs,
 		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, Logger: s.logger,
+		Delta: s.applyDelta,
 	}
 	if rc.ShareHealth {
 		opts.OnFleetHealth = s.health.SetFleetDown
@@ -237,7 +300,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 	}
 	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
 		s.mu.Lock()
-		s.redisRoutes, s.redisSeen = routes, true
+		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
 		s.mu.Unlock()
 		if err := s.rebuild(); err != nil {
 			s.logger.Error("route table rebuild failed; keeping the current one", "err", err)
