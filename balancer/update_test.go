@@ -190,3 +190,59 @@ func TestLookupAfterUpdateAllocs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUpdate: any sequence of updates routes every probe name exactly as a
+// table built from scratch with the resulting routes.
+func FuzzUpdate(f *testing.F) {
+	f.Add([]byte{0x01, 0x12, 0x23, 0x84, 0x35, 0x06, 0x97})
+	f.Add([]byte{0x70, 0x71, 0x72, 0xf0, 0x60, 0x50})
+	names := []string{"a.test", "b.test", "*.w.test", "*.x.w.test", "*", "c.x.w.test", "w.test", "d.test"}
+	probes := []string{"a.test", "b.test", "q.w.test", "q.x.w.test", "c.x.w.test", "w.test", "d.test", "zzz.test", ""}
+	backends := [][]string{
+		{"http://127.0.0.1:1"}, {"tls://127.0.0.1:2"}, {"http://127.0.0.1:3", "tls://127.0.0.1:4"}, {"http://127.0.0.1:5?weight=3"},
+	}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 64 {
+			return
+		}
+		routes := map[string][]string{}
+		spec := func() []RouteSpec {
+			var out []RouteSpec
+			for n, b := range routes {
+				out = append(out, RouteSpec{Name: n, Backends: b})
+			}
+			return out
+		}
+		cur := mustTable(t, nil, "")
+		for _, op := range ops {
+			name := names[op&7]
+			var set []RouteSpec
+			var del []string
+			if op&0x80 != 0 {
+				del = []string{name}
+				delete(routes, name)
+			} else {
+				b := backends[(op>>4)&3]
+				set = []RouteSpec{{Name: name, Backends: b}}
+				routes[name] = b
+			}
+			nt, _, err := cur.Update(context.Background(), set, del, "", TableOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = nt
+		}
+		want := mustTable(t, spec(), "")
+		if cur.Len() != want.Len() {
+			t.Fatalf("%d routes, want %d", cur.Len(), want.Len())
+		}
+		for _, p := range probes {
+			for s := SchemeHTTP; s <= SchemeTLS; s++ {
+				g, w := cur.Lookup(s, []byte(p)), want.Lookup(s, []byte(p))
+				if (g == nil) != (w == nil) || g != nil && (g.Name != w.Name || len(g.Backends) != len(w.Backends)) {
+					t.Fatalf("%s %q: updated %v, built %v", s, p, g, w)
+				}
+			}
+		}
+	})
+}
