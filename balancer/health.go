@@ -3,8 +3,10 @@ package balancer
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -24,11 +26,14 @@ const (
 	CheckTCP  CheckKind = iota // connect, then close
 	CheckHTTP                  // GET Path over plain HTTP/1.1, expect a status
 	CheckNone                  // no active check; passive failures only
+	CheckTLS                   // TLS handshake (as a client; no certificate check), for tls:// backends
 )
 
-// ParseCheckKind parses "tcp", "http" or "none".
+// ParseCheckKind parses "tcp", "http", "tls" or "none".
 func ParseCheckKind(s string) (CheckKind, error) {
 	switch s {
+	case "tls":
+		return CheckTLS, nil
 	case "tcp":
 		return CheckTCP, nil
 	case "http":
@@ -36,7 +41,7 @@ func ParseCheckKind(s string) (CheckKind, error) {
 	case "none":
 		return CheckNone, nil
 	}
-	return 0, fmt.Errorf("%w %q (want tcp, http or none)", ErrUnknownCheck, s)
+	return 0, fmt.Errorf("%w %q (want tcp, http, tls or none)", ErrUnknownCheck, s)
 }
 
 // String returns the name ParseCheckKind accepts.
@@ -48,6 +53,8 @@ func (k CheckKind) String() string {
 		return "http"
 	case CheckNone:
 		return "none"
+	case CheckTLS:
+		return "tls"
 	}
 	return "check(" + strconv.Itoa(int(k)) + ")"
 }
@@ -421,13 +428,18 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer c.Close()
-	if cfg.Kind != CheckHTTP || s.key.scheme != SchemeHTTP {
-		return nil
+	httpCheck := cfg.Kind == CheckHTTP && s.key.scheme == SchemeHTTP
+	tlsCheck := cfg.Kind == CheckTLS && s.key.scheme == SchemeTLS
+	if !httpCheck && !tlsCheck {
+		return nil // TCP; an http check of a tls backend or the reverse is a TCP check too
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if err := c.SetDeadline(dl); err != nil {
 			return fmt.Errorf("set deadline: %w", err)
 		}
+	}
+	if tlsCheck {
+		return probeTLS(ctx, c, cfg)
 	}
 	var req []byte
 	switch cfg.proxy {
@@ -487,4 +499,31 @@ func statusCode(line []byte) (int, bool) {
 		return 0, false
 	}
 	return code, true
+}
+
+// probeTLS completes a TLS handshake as a client: the backend's TLS stack
+// answers, not just its kernel. portier holds no certificates, so the
+// server's is not verified: this checks liveness, not identity. The SNI is
+// the backend's host name when it has one.
+func probeTLS(ctx context.Context, c net.Conn, cfg *probeConfig) error {
+	switch cfg.proxy {
+	case ProxyV1:
+		if _, err := io.WriteString(c, "PROXY UNKNOWN\r\n"); err != nil {
+			return fmt.Errorf("send PROXY header: %w", err)
+		}
+	case ProxyV2:
+		if _, err := c.Write(proxyV2Local); err != nil {
+			return fmt.Errorf("send PROXY header: %w", err)
+		}
+	}
+	conf := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	if _, err := netip.ParseAddr(cfg.host); err != nil {
+		conf.ServerName = cfg.host
+	}
+	tc := tls.Client(c, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	_ = tc.Close()
+	return nil
 }

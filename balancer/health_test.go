@@ -2,7 +2,9 @@ package balancer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portier/portier/internal/selfsigned"
 )
 
 // fast are short check settings for tests.
@@ -457,4 +461,64 @@ func TestHealthFleetDown(t *testing.T) {
 	if !b1.Up() || !b2.Up() {
 		t.Error("fleet up ignored")
 	}
+}
+
+// TestHealthTLS: a tls check completes a handshake; a backend whose port
+// accepts but does not speak TLS is down, with the reason.
+func TestHealthTLS(t *testing.T) {
+	cert, err := selfsigned.Certificate("tls.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var speakTLS atomic.Bool
+	speakTLS.Store(true)
+	var sni atomic.Value
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+				if !speakTLS.Load() {
+					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
+					return
+				}
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert},
+					GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+						sni.Store(h.ServerName)
+						return nil, nil
+					}})
+				_ = tc.Handshake()
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	h := NewHealth(HealthOptions{Defaults: fast, Logger: quietLogger()})
+	tab := healthTable(t, h, []RouteSpec{{Name: "a.test", Health: HealthCheck{Kind: CheckTLS},
+		Backends: []string{fmt.Sprintf("tls://localhost:%d", port)}}})
+	h.Track(tab)
+	runHealth(t, h)
+	b := tab.Backends()[0]
+	time.Sleep(150 * time.Millisecond)
+	if !b.Up() {
+		t.Fatalf("down while completing handshakes: %+v", h.States())
+	}
+	if got, _ := sni.Load().(string); got != "localhost" {
+		t.Errorf("check sent SNI %q, want the backend's host name", got)
+	}
+	speakTLS.Store(false)
+	eventually(t, "down when the port does not speak TLS", func() bool { return !b.Up() })
+	if s := h.States()[0]; !strings.Contains(s.LastError, "tls handshake") {
+		t.Errorf("last error %q", s.LastError)
+	}
+	speakTLS.Store(true)
+	eventually(t, "up again", func() bool { return b.Up() })
 }

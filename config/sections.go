@@ -40,7 +40,7 @@ func (p *parser) forwardedHeaders(n *yaml.Node, path string, l *Listener) error 
 	return nil
 }
 
-// health reads a health check: {check: tcp|http|none, path, expect,
+// health reads a health check: {check: tcp|http|tls|none, path, expect,
 // interval, timeout, rise, fall}.
 func (p *parser) health(n *yaml.Node, path string, h *balancer.HealthCheck) error {
 	known := []string{"check", "path", "expect", "interval", "timeout", "rise", "fall"}

@@ -21,6 +21,7 @@ func TestSectionsGood(t *testing.T) {
 				return r.Balance == balancer.LeastConn && r.Health == balancer.HealthCheck{Kind: balancer.CheckHTTP, Path: "/healthz",
 					Expect: 204, Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 5} && len(r.Backends) == 1
 			}},
+		{"tls check", "health: {check: tls}\n", func(c *Config) bool { return c.Health.Kind == balancer.CheckTLS }},
 		{"default health", "health: {check: none, interval: 5s}\n", func(c *Config) bool {
 			return c.Health.Kind == balancer.CheckNone && c.Health.Interval == 5*time.Second
 		}},
