@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portier/portier/internal/selfsigned"
+	"github.com/portier/portier/internal/testutil"
 )
 
 // fast are short check settings for tests.
@@ -473,37 +474,23 @@ func TestHealthTLS(t *testing.T) {
 	var speakTLS atomic.Bool
 	speakTLS.Store(true)
 	var sni atomic.Value
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				if !speakTLS.Load() {
-					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
-					return
-				}
-				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert},
-					GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-						sni.Store(h.ServerName)
-						return nil, nil
-					}})
-				_ = tc.Handshake()
-			}()
+	addr := testutil.RawBackend(t, func(c *net.TCPConn) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if !speakTLS.Load() {
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
+			return
 		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert},
+			GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+				sni.Store(h.ServerName)
+				return nil, nil
+			}})
+		_ = tc.Handshake()
+	})
+	_, port, _ := net.SplitHostPort(addr)
 	h := NewHealth(HealthOptions{Defaults: fast, Logger: quietLogger()})
 	tab := healthTable(t, h, []RouteSpec{{Name: "a.test", Health: HealthCheck{Kind: CheckTLS},
-		Backends: []string{fmt.Sprintf("tls://localhost:%d", port)}}})
+		Backends: []string{"tls://localhost:" + port}}})
 	h.Track(tab)
 	runHealth(t, h)
 	b := tab.Backends()[0]

@@ -445,16 +445,9 @@ func (t *Table) Len() int {
 
 // Routes returns a copy of the routes with normalised names, sorted by name.
 func (t *Table) Routes() []RouteSpec {
-	out := make([]RouteSpec, 0, t.Len())
-	for _, r := range t.routes {
-		if _, changed := t.routesOver[r.Name]; !changed {
-			out = append(out, r)
-		}
-	}
-	for _, r := range t.routesOver {
-		if r != nil {
-			out = append(out, *r)
-		}
+	out := Overlay(t.routes, t.routesOver)
+	if len(t.routesOver) == 0 {
+		out = slices.Clone(out) // Overlay returned t.routes itself
 	}
 	if t.routesOver != nil {
 		slices.SortFunc(out, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })

@@ -90,21 +90,7 @@ func (s *server) rebuild() error {
 
 // redisView is Redis's routes: the last full publish with the deltas since.
 func (s *server) redisView() []balancer.RouteSpec {
-	if len(s.redisDelta) == 0 {
-		return s.redisRoutes
-	}
-	out := make([]balancer.RouteSpec, 0, len(s.redisRoutes)+len(s.redisDelta))
-	for _, r := range s.redisRoutes {
-		if _, changed := s.redisDelta[r.Name]; !changed {
-			out = append(out, r)
-		}
-	}
-	for _, r := range s.redisDelta {
-		if r != nil {
-			out = append(out, *r)
-		}
-	}
-	return out
+	return balancer.Overlay(s.redisRoutes, s.redisDelta)
 }
 
 // applyDelta applies a few changed Redis routes to the current table with
