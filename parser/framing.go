@@ -891,26 +891,24 @@ func (f *RequestFramer) headerLine(st *frameHeadState, b []byte, at int, fl *fra
 	return nil
 }
 
-func frameTrimOWS(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
+// frameListItem returns the item of a comma-separated header value that
+// starts at v[start], trimmed of OWS, and where the next one starts. The
+// last item ends at len(v), so a caller loops while start <= len(v); empty
+// items (",," or a trailing comma) come back empty.
+func frameListItem(v []byte, start int) (item []byte, next int) {
+	i := start
+	for i < len(v) && v[i] != ',' {
+		i++
 	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
+	return trimOWS(v[start:i]), i + 1
 }
 
 // frameContentLength accepts a list of identical decimal values, also across
 // repeated lines (RFC 9110 8.6); anything else is malformed.
 func frameContentLength(st *frameHeadState, h *FramedHead, v []byte) error {
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i < len(v) && v[i] != ',' {
-			continue
-		}
-		d := frameTrimOWS(v[start:i])
-		start = i + 1
+	for start := 0; start <= len(v); {
+		var d []byte
+		d, start = frameListItem(v, start)
 		if len(d) == 0 {
 			return frameErrCLValue
 		}
@@ -937,13 +935,9 @@ func frameContentLength(st *frameHeadState, h *FramedHead, v []byte) error {
 // be the last one and appear only once (RFC 9112 6.1, 6.3).
 func frameTransferEncoding(st *frameHeadState, v []byte) error {
 	st.teSeen = true
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i < len(v) && v[i] != ',' {
-			continue
-		}
-		c := frameTrimOWS(v[start:i])
-		start = i + 1
+	for start := 0; start <= len(v); {
+		var c []byte
+		c, start = frameListItem(v, start)
 		if len(c) == 0 {
 			return frameErrTEValue
 		}
@@ -962,13 +956,9 @@ func frameTransferEncoding(st *frameHeadState, v []byte) error {
 
 // frameConnection reads the connection options that matter for framing.
 func frameConnection(st *frameHeadState, v []byte) {
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i < len(v) && v[i] != ',' {
-			continue
-		}
-		o := frameTrimOWS(v[start:i])
-		start = i + 1
+	for start := 0; start <= len(v); {
+		var o []byte
+		o, start = frameListItem(v, start)
 		switch {
 		case frameEqualFold(o, "close"):
 			st.connClose = true

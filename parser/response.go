@@ -88,13 +88,17 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 			hasLength, h.ContentLength = true, n
 		case frameEqualFold(name, "transfer-encoding"):
 			// Chunked must be the last coding; another last coding means the
-			// body runs to the close.
-			v := val
-			for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t' || v[len(v)-1] == ',') {
-				v = v[:len(v)-1]
+			// body runs to the close. Empty items are ignored.
+			var last []byte
+			for start := 0; start <= len(val); {
+				var c []byte
+				if c, start = frameListItem(val, start); len(c) > 0 {
+					last = c
+				}
 			}
-			chunked = len(v) >= 7 && frameEqualFold(v[len(v)-7:], "chunked") &&
-				(len(v) == 7 || v[len(v)-8] == ',' || v[len(v)-8] == ' ' || v[len(v)-8] == '\t')
+			n := len(last)
+			chunked = n >= 7 && frameEqualFold(last[n-7:], "chunked") &&
+				(n == 7 || last[n-8] == ' ' || last[n-8] == '\t')
 			if !chunked {
 				h.BodyKind = BodyUntilClose
 			}
