@@ -26,11 +26,7 @@ func (l *loop) connectNext(c *conn) {
 		c.tries++
 		bc, err := l.dial(b)
 		if err != nil {
-			l.e.stats.ConnectFailures.Add(1)
-			b.ConnectFailed()
-			c.failed = b
-			l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
-				"backend", b.Addr, "err", err)
+			l.backendFailed(c, b, "backend connect failed", err)
 			continue
 		}
 		b.Acquire()
@@ -126,17 +122,25 @@ func (l *loop) connected(bc *conn) {
 }
 
 func (l *loop) connectFailed(bc *conn, err error) {
-	c := bc.peer
-	l.e.stats.ConnectFailures.Add(1)
-	bc.backend.ConnectFailed()
-	c.failed = bc.backend
-	l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name,
-		"backend", c.backend.Addr, "err", err)
-	c.peer = nil
-	bc.peer = nil
+	l.retryElsewhere(bc.peer, bc, "backend connect failed", err)
+}
+
+// retryElsewhere gives up c's backend connection bc and connects c to
+// another backend (or answers that none is reachable).
+func (l *loop) retryElsewhere(c, bc *conn, msg string, err error) {
+	l.backendFailed(c, bc.backend, msg, err)
+	l.closeConn(bc) // also unlinks c.peer
 	c.backend = nil
-	l.closeConn(bc)
 	l.connectNext(c)
+}
+
+// backendFailed counts a failure of backend b for client c, tells b's
+// passive health, makes c's next pick avoid b, and logs why.
+func (l *loop) backendFailed(c *conn, b *balancer.Backend, msg string, err error) {
+	l.e.stats.ConnectFailures.Add(1)
+	b.ConnectFailed()
+	c.failed = b
+	l.e.opts.Logger.Warn(msg, "client", c.remote, "route", c.pool.Name, "backend", b.Addr, "err", err)
 }
 
 // proxyHeader renders the PROXY protocol header announcing c's client to its
@@ -176,14 +180,6 @@ func (l *loop) canReplay(c *conn) bool {
 // replay sends c's first bytes to another backend after bc failed before
 // answering, as if its connect had failed: the client never notices.
 func (l *loop) replay(c, bc *conn, cause error) {
-	b := bc.backend
-	l.e.stats.ConnectFailures.Add(1)
-	b.ConnectFailed()
-	l.e.opts.Logger.Warn("backend failed before answering; trying another", "client", c.remote, "route", c.pool.Name,
-		"backend", b.Addr, "err", cause)
-	l.closeConn(bc)
-	c.failed = b
-	c.backend = nil
 	c.bytesUp = 0
 	if c.h != nil {
 		l.putHTTP(c.h)
@@ -191,7 +187,7 @@ func (l *loop) replay(c, bc *conn, cause error) {
 	}
 	c.state = stWaitPeer
 	l.setList(c, listNone)
-	l.connectNext(c)
+	l.retryElsewhere(c, bc, "backend failed before answering; trying another", cause)
 }
 
 // dropReplay frees the first bytes kept for a replay once one is no longer possible.

@@ -96,11 +96,7 @@ func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
 			if errors.Is(err, parser.ErrNeedMore) {
 				return true
 			}
-			if errors.Is(err, parser.ErrTooLarge) {
-				l.reject(c, rejTooLarge, nil, err)
-			} else {
-				l.reject(c, rejBadFraming, nil, err)
-			}
+			l.reject(c, framingRejection(err), nil, err)
 			return false
 		}
 		if step == parser.StepTunnel {
@@ -136,15 +132,11 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 			if errors.Is(err, parser.ErrNeedMore) {
 				break
 			}
-			r := rejBadFraming
-			if errors.Is(err, parser.ErrTooLarge) {
-				r = rejTooLarge
-			}
-			l.stopHTTP(c, r, err)
+			l.stopHTTP(c, framingRejection(err), err)
 			if !atHead {
 				// The request's head already went out: its backend must not
 				// answer a request cut short, so the pair is torn down now.
-				l.abortHTTP(c, bc)
+				l.abortHTTP(c)
 				return out, false
 			}
 			rest = nil
@@ -193,6 +185,15 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	return out, true
 }
 
+// framingRejection is the answer to a framing error: 431 for a head over
+// the limit, 400 for everything else.
+func framingRejection(err error) *rejection {
+	if errors.Is(err, parser.ErrTooLarge) {
+		return rejTooLarge
+	}
+	return rejBadFraming
+}
+
 // sameRoute reports whether a later request's host routes to the pool the
 // connection was paired for.
 func (l *loop) sameRoute(c *conn, host []byte) bool {
@@ -233,15 +234,12 @@ func (l *loop) finishStopped(c *conn) {
 // abortHTTP tears down a pair whose request body broke the framing rules
 // after its head was forwarded. The client gets the 400 if its backend had
 // not begun to answer; otherwise the connection just closes.
-func (l *loop) abortHTTP(c, bc *conn) {
+func (l *loop) abortHTTP(c *conn) {
 	if c.bytesDown != c.h.downAtHead || c.pend != nil {
 		l.closePair(c)
 		return
 	}
-	c.flags |= fReadReady // rest of the input is drained while lingering
-	c.h.mode = httpStopped
-	l.closeConn(bc)
-	l.finishStopped(c)
+	l.finishStopped(c) // stopHTTP already set the answer; this closes the backend
 }
 
 // backendAnswered inspects the first bytes of the backend's answer to an
