@@ -74,10 +74,7 @@ func (s *server) rebuild() error {
 			def = "" // the file's default was a Redis name that is gone
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
-		t, err = balancer.NewTable(ctx, routes, def, balancer.TableOptions{Health: s.health,
-			OnInvalid: func(route string, err error) {
-				s.logger.Warn("route skipped", "route", route, "err", err)
-			}})
+		t, err = balancer.NewTable(ctx, routes, def, s.dynamicOptions())
 		cancel()
 	}
 	if err != nil {
@@ -86,6 +83,14 @@ func (s *server) rebuild() error {
 	s.router.Store(t)
 	s.health.Track(t)
 	return nil
+}
+
+// dynamicOptions are the table options with Redis routes in play: a bad
+// route is skipped with a log line instead of failing the whole table.
+func (s *server) dynamicOptions() balancer.TableOptions {
+	return balancer.TableOptions{Health: s.health, OnInvalid: func(route string, err error) {
+		s.logger.Warn("route skipped", "route", route, "err", err)
+	}}
 }
 
 // redisView is Redis's routes: the last full publish with the deltas since.
@@ -119,10 +124,7 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
 	defer cancel()
-	t, added, err := s.router.Load().Update(ctx, upd, gone, s.cfg.Default, balancer.TableOptions{Health: s.health,
-		OnInvalid: func(route string, err error) {
-			s.logger.Warn("route skipped", "route", route, "err", err)
-		}})
+	t, added, err := s.router.Load().Update(ctx, upd, gone, s.cfg.Default, s.dynamicOptions())
 	if err != nil {
 		s.logger.Error("route table update failed; keeping the current one", "err", err)
 		return
