@@ -168,12 +168,14 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 
 var errClosedBeforeAnswer = errors.New("closed the connection before answering")
 
-// canReplay reports whether c's backend may be given up for another one: it
-// has not sent a byte back, only the client's first bytes went to it, and
-// retries are left. A backend that dies with connections in its accept queue
-// resets them this way after portier's connect succeeded.
-func (l *loop) canReplay(c *conn) bool {
-	return c != nil && c.kind == kindClient && c.first != nil && c.flags&fReplay != 0 &&
+// canReplay reports whether backend connection bc may be given up for
+// another backend: it has not sent a byte back, only its client's first
+// bytes went to it, and retries are left. A backend that dies with
+// connections in its accept queue resets them this way after portier's
+// connect succeeded.
+func (l *loop) canReplay(bc *conn) bool {
+	c := bc.peer
+	return bc.kind == kindBackend && c != nil && c.first != nil && c.flags&fReplay != 0 &&
 		c.bytesDown == 0 && c.state == stForward && c.tries <= l.e.opts.Retries
 }
 

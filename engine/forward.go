@@ -3,8 +3,9 @@ package engine
 import (
 	"time"
 
-	"github.com/portier/portier/accesslog"
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/accesslog"
 )
 
 // pump moves bytes from src to its peer until src has nothing more, the peer
@@ -25,8 +26,8 @@ func (l *loop) pump(src *conn) {
 		}
 		n, err := sysRead(src.fd, l.buf)
 		if n > 0 {
-			if c := src.peer; src.kind == kindBackend && c.first != nil {
-				l.dropReplay(c) // the backend answered
+			if src.kind == kindBackend && dst.first != nil {
+				l.dropReplay(dst) // the backend answered
 			} else if src.first != nil {
 				l.dropReplay(src) // more than the first bytes go out now
 			}
@@ -65,7 +66,7 @@ func (l *loop) pump(src *conn) {
 			continue
 		}
 		if n == 0 {
-			if src.kind == kindBackend && l.canReplay(dst) {
+			if l.canReplay(src) {
 				l.replay(dst, src, errClosedBeforeAnswer)
 				return
 			}
@@ -82,13 +83,19 @@ func (l *loop) pump(src *conn) {
 		case unix.EINTR:
 			continue
 		}
-		if src.kind == kindBackend && l.canReplay(dst) {
-			l.replay(dst, src, err)
-			return
-		}
-		l.closePair(src)
+		l.socketFailed(src, err)
 		return
 	}
+}
+
+// socketFailed ends c's pair after a read or write error, unless c is a
+// backend that failed before answering and its client can be replayed.
+func (l *loop) socketFailed(c *conn, err error) {
+	if l.canReplay(c) {
+		l.replay(c.peer, c, err)
+		return
+	}
+	l.closePair(c)
 }
 
 // send writes b to dst and keeps what the socket cannot take in dst.pend.
@@ -106,11 +113,7 @@ func (l *loop) send(dst *conn, b []byte) bool {
 		if err == unix.EAGAIN {
 			break
 		}
-		if dst.kind == kindBackend && l.canReplay(dst.peer) {
-			l.replay(dst.peer, dst, err)
-		} else {
-			l.closePair(dst)
-		}
+		l.socketFailed(dst, err)
 		return false
 	}
 	if len(b) > 0 {
@@ -136,11 +139,7 @@ func (l *loop) flush(dst *conn) {
 			dst.flags &^= fWriteReady
 			return
 		}
-		if dst.kind == kindBackend && l.canReplay(dst.peer) {
-			l.replay(dst.peer, dst, err)
-		} else {
-			l.closePair(dst)
-		}
+		l.socketFailed(dst, err)
 		return
 	}
 	l.putBuf(dst.pend)
