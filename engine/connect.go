@@ -160,8 +160,11 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
 		}
-	} else if parser.ParseRequestHead(first, &l.head) == nil {
-		name = l.head.Host
+	} else {
+		l.fr.Reset()
+		if _, _, err := l.fr.Next(first, l.e.opts.MaxHeaderBytes); err == nil {
+			name = l.fr.Head.Host
+		}
 	}
 	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
 }

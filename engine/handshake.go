@@ -145,48 +145,44 @@ func (l *loop) examine(c *conn) {
 		return
 	}
 	data := c.first.B
-	var (
-		name []byte
-		err  error
-	)
-	tlsListener := c.ln.spec.Scheme == balancer.SchemeTLS
-	if tlsListener {
-		err = parser.ParseClientHello(data, &l.hello)
-		name = l.hello.ServerName
-	} else {
-		err = parser.ParseRequestHead(data, &l.head)
-		name = l.head.Host
+	if c.ln.spec.Scheme != balancer.SchemeTLS {
+		l.examineHTTP(c, data)
+		return
 	}
+	err := parser.ParseClientHello(data, &l.hello)
 	switch {
 	case err == nil:
-		if tlsListener {
-			// Until the backend's first byte, nothing was agreed: the
-			// ClientHello can go to another backend.
-			c.flags |= fReplay
-		} else if !l.checkFirstFraming(c, data) {
-			return
-		}
+		// Until the backend's first byte, nothing was agreed: the
+		// ClientHello can go to another backend.
+		c.flags |= fReplay
 		if l.e.opts.AccessLog != nil {
-			l.noteName(c, name, tlsListener)
+			l.noteName(c, l.hello.ServerName, true)
 		}
-		l.route(c, name)
+		l.route(c, l.hello.ServerName)
 	case errors.Is(err, parser.ErrNeedMore):
-		switch {
-		case len(data) > l.e.opts.MaxHeaderBytes:
-			l.reject(c, rejTooLarge, nil, nil)
-		case c.flags&fReadEOF != 0 && len(data) == 0:
-			l.closeConn(c) // connected and left: a probe, nothing to answer
-		case c.flags&fReadEOF != 0:
-			l.reject(c, rejTruncated, nil, nil)
-		}
+		l.needMore(c, len(data))
 	case errors.Is(err, parser.ErrNotThisProtocol):
-		if tlsListener && !errors.Is(parser.ParseRequestHead(data, &l.head), parser.ErrNotThisProtocol) {
+		l.fr.Reset()
+		if _, _, herr := l.fr.Next(data, l.e.opts.MaxHeaderBytes); !errors.Is(herr, parser.ErrNotThisProtocol) {
 			l.reject(c, rejPlainHTTPOnTLS, nil, err)
 			return
 		}
 		l.reject(c, rejNotProtocol, nil, err)
 	default:
 		l.reject(c, rejMalformed, nil, err)
+	}
+}
+
+// needMore handles first bytes that are not complete yet: over the limit,
+// closed by the client, or waiting for more.
+func (l *loop) needMore(c *conn, n int) {
+	switch {
+	case n > l.e.opts.MaxHeaderBytes:
+		l.reject(c, rejTooLarge, nil, nil)
+	case c.flags&fReadEOF != 0 && n == 0:
+		l.closeConn(c) // connected and left: a probe, nothing to answer
+	case c.flags&fReadEOF != 0:
+		l.reject(c, rejTruncated, nil, nil)
 	}
 }
 

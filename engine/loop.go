@@ -50,7 +50,6 @@ type loop struct {
 	acceptPaused int // ticks left before listeners are re-armed after EMFILE
 
 	hello parser.ClientHello
-	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 

@@ -424,7 +424,8 @@ func TestErrorClasses(t *testing.T) {
 		{ErrHTTP2Preface, ErrNotThisProtocol},
 		{errRecordTooLong, ErrMalformed},
 		{errSNIChar, ErrMalformed},
-		{errBareLF, ErrMalformed},
+		{frameErrBareLF, ErrMalformed},
+		{frameErrCLAndTE, ErrMalformed},
 	} {
 		if !errors.Is(c.err, c.class) {
 			t.Errorf("%v is not %v", c.err, c.class)
