@@ -160,6 +160,8 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
 		}
+	} else if c.h.pre > 0 {
+		name = c.h.fr.Head.Host // the first head, framed when routed
 	} else {
 		l.fr.Reset()
 		if _, _, err := l.fr.Next(first, l.e.opts.MaxHeaderBytes); err == nil {

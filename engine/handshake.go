@@ -219,7 +219,7 @@ func (l *loop) route(c *conn, name []byte) {
 	}
 	c.pool = pool
 	c.tries = 0
-	if c.ln.spec.Scheme == balancer.SchemeHTTP {
+	if c.ln.spec.Scheme == balancer.SchemeHTTP && c.h == nil {
 		c.h = l.getHTTP()
 	}
 	c.state = stWaitPeer

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -36,6 +37,10 @@ type httpConn struct {
 	// reject, once the backend's answer is out, is sent to the client before closing
 	// (a later request that broke the framing rules).
 	reject *rejection
+	// pre: the first head (that many bytes of the first bytes) was framed
+	// by fr when the connection was routed; it is forwarded without being
+	// parsed again.
+	pre int
 	// cutErr: the first bytes ended with a malformed request after complete
 	// ones; it is answered once their answers are out.
 	cutErr error
@@ -83,9 +88,23 @@ func (l *loop) putHTTP(h *httpConn) {
 // attempt in it gets its answer without reaching a backend. Complete
 // requests followed by a malformed one are forwarded and answered first; the
 // malformed one is answered after them, as when it arrives in a later read.
+//
+// The bytes are parsed when they arrive first (so that another protocol is
+// told at once) and then only once they may hold the end of the head, the
+// limit or the client's EOF: in between, a read costs a search of its own
+// bytes for a line feed, not a parse of everything buffered.
 func (l *loop) examineHTTP(c *conn, data []byte) {
-	f := &l.fr
-	f.Reset()
+	from := int(c.scan)
+	c.scan = uint32(max(len(data)-2, 0))
+	if c.flags&fExamined != 0 && len(data) <= l.e.opts.MaxHeaderBytes && c.flags&fReadEOF == 0 && !headMayEnd(data, from) {
+		return
+	}
+	c.flags |= fExamined
+	// The first head is framed by the framer that will follow the
+	// connection, so that it is not parsed again when it is forwarded; the
+	// rest of the first bytes is checked with the loop's framer.
+	h := l.getHTTP()
+	f := &h.fr
 	// One complete request of an idempotent method may be replayed to
 	// another backend if the first one fails before answering (as nginx's
 	// proxy_next_upstream does); a POST may already have had its effect.
@@ -110,6 +129,9 @@ func (l *loop) examineHTTP(c *conn, data []byte) {
 			heads++
 			if heads == 1 {
 				name = f.Head.Host // aliases data, which outlives the framer's next head
+				h.pre = n
+				l.fr = h.fr
+				f = &l.fr
 			}
 			m := string(f.Head.Method)
 			replayable = replayable && m != "POST" && m != "PATCH" && m != "LOCK" && !f.Head.Upgrade
@@ -120,9 +142,11 @@ func (l *loop) examineHTTP(c *conn, data []byte) {
 	}
 	switch {
 	case bad != nil && good == 0: // the first request itself
+		l.putHTTP(h)
 		l.reject(c, requestRejection(bad), nil, bad)
 		return
 	case heads == 0:
+		l.putHTTP(h)
 		l.needMore(c, len(data))
 		return
 	}
@@ -137,10 +161,29 @@ func (l *loop) examineHTTP(c *conn, data []byte) {
 	if l.e.opts.AccessLog != nil {
 		l.noteName(c, name, false)
 	}
+	c.h = h
 	l.route(c, name)
 	if bad != nil && c.h != nil && c.state == stWaitPeer {
 		c.h.cutErr = bad
 	}
+}
+
+// headMayEnd reports whether data, searched from index from on, has a line
+// feed followed by an empty line (CRLF or a bare LF): the end of a head, or
+// something the framer will refuse.
+func headMayEnd(data []byte, from int) bool {
+	for i := from; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		p := i + j
+		if p+1 < len(data) && data[p+1] == '\n' || p+2 < len(data) && data[p+1] == '\r' && data[p+2] == '\n' {
+			return true
+		}
+		i = p + 1
+	}
+	return false
 }
 
 // upHTTP forwards client bytes of an http listener to the backend bc: request
@@ -157,7 +200,14 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	rest := data
 	for len(rest) > 0 && h.mode == httpFraming {
 		atHead := h.fr.AtBoundary()
-		step, n, err := h.fr.Next(rest, l.e.opts.MaxHeaderBytes)
+		var step parser.Step
+		var n int
+		var err error
+		if h.pre > 0 {
+			step, n, h.pre = parser.StepHead, h.pre, 0
+		} else {
+			step, n, err = h.fr.Next(rest, l.e.opts.MaxHeaderBytes)
+		}
 		if err != nil {
 			if errors.Is(err, parser.ErrNeedMore) {
 				break
