@@ -37,7 +37,7 @@ type Queue[T any] struct {
 
 	lost  atomic.Uint64 // records put after Close began
 	wakes atomic.Uint64 // times a producer woke the writer
-	cur  T             // the record being written; owned by the writer
+	cur   T             // the record being written; owned by the writer
 }
 
 // Ring is one producer's queue. Put must be called from one goroutine at a time.
