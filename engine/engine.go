@@ -23,6 +23,7 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/eventlog"
 )
 
 // ListenerSpec describes one listening address.
@@ -60,7 +61,11 @@ type Options struct {
 	IdleTimeout      time.Duration // no byte either way (default 300s)
 	MaxHeaderBytes   int           // request head / ClientHello limit (default 16 KiB)
 	Retries          int           // further backends tried after a failed connect (default 2; <0: none)
-	Logger           *slog.Logger  // default slog.Default()
+	Logger           *slog.Logger  // default slog.Default(); the loops' lines go through the event log
+	// LogQueue is each loop's event log queue (default 1024 lines); LogBurst
+	// how many lines of one kind a loop logs per second before it
+	// summarises the rest (default 10; <0: no limit).
+	LogQueue, LogBurst int
 
 	MaxConnections      int // open client connections overall; 0: unlimited
 	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
@@ -102,6 +107,8 @@ type Engine struct {
 	addrs []netip.AddrPort // bound address per listener spec
 	stats Stats
 	perIP *ipCounts // nil without max_connections_per_ip
+	// events carries the loops' log lines to one writer goroutine.
+	events *eventlog.Log
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
@@ -119,6 +126,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("engine: no router")
 	}
 	e := &Engine{opts: opts, stopTick: make(chan struct{})}
+	e.events = eventlog.New(opts.Logger.Handler(), eventlog.Options{Queue: opts.LogQueue, Burst: opts.LogBurst})
 	if opts.MaxConnectionsPerIP > 0 {
 		e.perIP = new(ipCounts)
 	}
@@ -256,6 +264,7 @@ func (e *Engine) closeLoops() {
 	for _, l := range e.loops {
 		l.release()
 	}
+	e.events.Close() // after the loops: their last lines are written
 }
 
 // tick is how often each loop expires deadlines; timeouts are this coarse.

@@ -261,7 +261,7 @@ func (l *loop) ended(c *conn) {
 	ls.Outcomes[o].Add(1)
 	ls.BytesUp.Add(c.bytesUp)
 	ls.BytesDown.Add(c.bytesDown)
-	if al := l.e.opts.AccessLog; al != nil && c.log != nil {
+	if al := l.alog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{
 			Start:     c.log.wall,

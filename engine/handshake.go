@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -25,7 +26,7 @@ func (l *loop) accept(ln *conn) bool {
 			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 				l.pauseAccept(err)
 			default:
-				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
+				l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
 			}
 			return false
 		}
@@ -34,7 +35,7 @@ func (l *loop) accept(ln *conn) bool {
 		c.ln = ln.ln
 		c.remote = remote
 		if err := l.register(fd); err != nil {
-			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
+			l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
 			l.conns[fd] = nil
 			sysClose(fd)
 			c.reset()
@@ -82,7 +83,7 @@ func (l *loop) stopListening() {
 // out: a level-triggered listener would otherwise wake the loop in a spin.
 func (l *loop) pauseAccept(err error) {
 	if l.acceptPaused == 0 {
-		l.e.opts.Logger.Warn("accept paused: out of resources", "err", err, "loop", l.id)
+		l.logLoop(slog.LevelWarn, kindAcceptPaused, "accept paused: out of resources", "", err)
 	}
 	l.acceptPaused = acceptPauseTicks
 	for _, ln := range l.lns {
@@ -271,10 +272,6 @@ func (l *loop) drop(c *conn, reason string, cause error) {
 	l.e.stats.Rejected.Add(1)
 	l.e.stats.Rejects[ReasonProxyHeader].Add(1)
 	c.outcome = OutcomeRejected
-	if cause != nil {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason, "detail", cause.Error())
-	} else {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason)
-	}
+	l.logRejectedReason(c, uint8(ReasonProxyHeader), reason, nil, cause, 0, 0)
 	l.closeConn(c)
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"runtime"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/eventlog"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -55,7 +57,10 @@ type loop struct {
 	out   []byte               // rewritten client bytes on their way to a backend
 
 	httpFree []*httpConn
-	rec      accesslog.Record // scratch for the access log (copied by Log)
+	rec      accesslog.Record    // scratch for the access log (copied by Log)
+	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	ev       *eventlog.Producer  // this loop's event log queue
+	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
 	raw4   unix.RawSockaddrInet4
@@ -72,7 +77,11 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+		ev: e.events.Producer()}
+	if e.opts.AccessLog != nil {
+		l.alog = e.opts.AccessLog.Producer()
+	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
@@ -96,7 +105,7 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
-		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
 }
 
