@@ -69,6 +69,9 @@ type Options struct {
 
 	MaxConnections      int // open client connections overall; 0: unlimited
 	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
+	// PerIPv6Prefix is the IPv6 prefix length counted as one client
+	// address by MaxConnectionsPerIP (default 64).
+	PerIPv6Prefix int
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
@@ -107,6 +110,8 @@ type Engine struct {
 	addrs []netip.AddrPort // bound address per listener spec
 	stats Stats
 	perIP *ipCounts // nil without max_connections_per_ip
+	// limitedLoops counts loops that stopped accepting at max_connections.
+	limitedLoops atomic.Int32
 	// events carries the loops' log lines to one writer goroutine.
 	events *eventlog.Log
 
@@ -128,7 +133,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, stopTick: make(chan struct{})}
 	e.events = eventlog.New(opts.Logger.Handler(), eventlog.Options{Queue: opts.LogQueue, Burst: opts.LogBurst})
 	if opts.MaxConnectionsPerIP > 0 {
-		e.perIP = new(ipCounts)
+		e.perIP = newIPCounts(opts.PerIPv6Prefix)
 	}
 	e.stats.Listeners = make([]ListenerStats, len(opts.Listeners))
 	for i, l := range opts.Listeners {

@@ -235,7 +235,7 @@ func (l *loop) closeConn(c *conn) {
 		c.backend.Release()
 	}
 	if c.flags&fCounted != 0 {
-		l.e.perIP.release(c.remote.Addr().Unmap())
+		l.e.perIP.release(c.remote.Addr())
 	}
 	if c.kind == kindClient {
 		l.ended(c)
@@ -252,6 +252,7 @@ func (l *loop) closeConn(c *conn) {
 // ended accounts for a client connection that is closing.
 func (l *loop) ended(c *conn) {
 	l.e.stats.Open.Add(-1)
+	l.e.slotFreed()
 	ls := &l.e.stats.Listeners[c.ln.idx]
 	ls.Open.Add(-1)
 	o := c.outcome

@@ -17,8 +17,12 @@ import (
 // whether more may be pending.
 func (l *loop) accept(ln *conn) bool {
 	for i := 0; i < acceptsPerEvent; i++ {
+		if !l.takeSlot() {
+			return false // at max_connections: the rest wait in the backlog
+		}
 		fd, remote, err := l.accept4(ln.fd)
 		if err != nil {
+			l.giveSlot()
 			switch err {
 			case unix.EAGAIN:
 			case unix.EINTR, unix.ECONNABORTED:
@@ -40,13 +44,16 @@ func (l *loop) accept(ln *conn) bool {
 			sysClose(fd)
 			c.reset()
 			l.free = append(l.free, c)
+			l.giveSlot()
 			continue
 		}
 		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
 			c.flags |= fTrusted
 		}
 		l.e.stats.Accepted.Add(1)
-		l.e.stats.Open.Add(1)
+		if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
+			l.e.stats.Open.Add(1)
+		}
 		ls := &l.e.stats.Listeners[ln.ln.idx]
 		ls.Accepted.Add(1)
 		ls.Open.Add(1)
@@ -86,18 +93,7 @@ func (l *loop) pauseAccept(err error) {
 		l.logLoop(slog.LevelWarn, kindAcceptPaused, "accept paused: out of resources", "", err)
 	}
 	l.acceptPaused = acceptPauseTicks
-	for _, ln := range l.lns {
-		_ = l.poller.Delete(ln.fd)
-	}
-}
-
-func (l *loop) resumeAccept() {
-	for _, ln := range l.lns {
-		if ln.fd >= 0 {
-			l.pa.FD = ln.fd
-			_ = l.poller.AddRead(&l.pa, false)
-		}
-	}
+	l.armListeners()
 }
 
 // handshakeRead buffers a client's first bytes and examines them.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
@@ -49,7 +50,11 @@ type loop struct {
 	readySpare []*conn
 	readyQueue bool
 
-	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+	acceptPaused int  // ticks left before listeners are re-armed after EMFILE
+	lnArmed      bool // the listening sockets are in the poller
+	// limited: accepting paused at max_connections; resumeQueued: an
+	// unlimitTask is on its way. Both are read by other loops.
+	limited, resumeQueued atomic.Bool
 
 	hello parser.ClientHello
 	head  parser.RequestHead
@@ -69,7 +74,7 @@ type loop struct {
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask queue.Func
+	sweepTask, stopTask, readyTask, unlimitTask queue.Func
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -78,7 +83,7 @@ func newLoop(e *Engine, id int) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
-		ev: e.events.Producer()}
+		ev: e.events.Producer(), lnArmed: true}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
 	}
@@ -88,6 +93,7 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	l.lingers.init(listLinger)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
 		return gerrors.ErrEngineShutdown

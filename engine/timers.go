@@ -107,7 +107,7 @@ func (l *loop) sweep() {
 	if l.acceptPaused > 0 {
 		l.acceptPaused--
 		if l.acceptPaused == 0 {
-			l.resumeAccept()
+			l.armListeners()
 		}
 	}
 }

@@ -191,6 +191,7 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		PerIPv6Prefix:       cfg.Limits.PerIPIPv6Prefix,
 		Retries:             cfg.Retries,
 		Logger:              logger,
 		LogQueue:            ro.logQueue,
