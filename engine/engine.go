@@ -192,6 +192,7 @@ func (e *Engine) Start() {
 		e.wg.Add(1)
 		go func(l *loop) {
 			defer e.wg.Done()
+			defer close(l.exited)
 			l.run()
 		}(l)
 	}
@@ -225,16 +226,27 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if e.closed.Load() || !e.draining.CompareAndSwap(false, true) {
 		return e.Close()
 	}
-	var wg sync.WaitGroup
-	for _, l := range e.loops {
-		wg.Add(1)
+	// A loop that has exited (its poller failed) never runs the task: skip
+	// it, and never wait past ctx.
+	stopped := make([]chan struct{}, len(e.loops))
+	for i, l := range e.loops {
+		done := make(chan struct{})
+		stopped[i] = done
 		l.trigger(func(any) error {
 			l.stopListening()
-			wg.Done()
+			close(done)
 			return nil
 		})
 	}
-	wg.Wait()
+	for i, l := range e.loops {
+		select {
+		case <-stopped[i]:
+		case <-l.exited:
+		case <-ctx.Done():
+			_ = e.Close()
+			return ctx.Err()
+		}
+	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for e.stats.Open.Load() > 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/eventlog"
 )
 
 // stuckHandler blocks the event log's writer, as a stalled stderr pipe does.
@@ -65,3 +66,5 @@ func TestLogOnLoopAllocs(t *testing.T) {
 		t.Error("3000 lines within a second were neither suppressed nor dropped")
 	}
 }
+
+func newTestEvents() *eventlog.Log { return eventlog.New(slog.DiscardHandler, eventlog.Options{}) }

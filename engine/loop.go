@@ -75,6 +75,8 @@ type loop struct {
 	pa     netpoll.PollAttachment
 
 	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+
+	exited chan struct{} // closed when run has returned
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -83,7 +85,7 @@ func newLoop(e *Engine, id int) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
-		ev: e.events.Producer(), lnArmed: true}
+		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
 	}
