@@ -191,7 +191,7 @@ func TestParseBad(t *testing.T) {
 		{"limit too big", head + "limits:\n  max_header_bytes: 1048577\n", `4: limits.max_header_bytes: 1048577 out of range 1024..1048576`},
 		{"limit not an int", head + "limits:\n  max_header_bytes: 16k\n", `4: limits.max_header_bytes: want an integer, got "16k"`},
 		{"limit float", head + "limits:\n  max_header_bytes: 2048.0\n", `4: limits.max_header_bytes: want an integer, got "2048.0"`},
-		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip)`},
+		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip, per_ip_ipv6_prefix)`},
 
 		// loops
 		{"loops negative", head + "loops: -1\n", `3: loops: -1 out of range 0..1024 (0: one per CPU)`},

@@ -140,7 +140,7 @@ func (l *loop) backendFailed(c *conn, b *balancer.Backend, msg string, err error
 	l.e.stats.ConnectFailures.Add(1)
 	b.ConnectFailed()
 	c.failed = b
-	l.e.opts.Logger.Warn(msg, "client", c.remote, "route", c.pool.Name, "backend", b.Addr, "err", err)
+	l.logBackendFailed(c, b, msg, err)
 }
 
 // proxyHeader renders the PROXY protocol header announcing c's client to its

@@ -270,7 +270,7 @@ func TestSmugglingRejected(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(p.log.String(), "frame request: both Content-Length and Transfer-Encoding") {
+	if !p.log.has("frame request: both Content-Length and Transfer-Encoding") {
 		t.Error("no log line names the framing problem")
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -16,8 +17,12 @@ import (
 // whether more may be pending.
 func (l *loop) accept(ln *conn) bool {
 	for i := 0; i < acceptsPerEvent; i++ {
+		if !l.takeSlot() {
+			return false // at max_connections: the rest wait in the backlog
+		}
 		fd, remote, err := l.accept4(ln.fd)
 		if err != nil {
+			l.giveSlot()
 			switch err {
 			case unix.EAGAIN:
 			case unix.EINTR, unix.ECONNABORTED:
@@ -25,7 +30,7 @@ func (l *loop) accept(ln *conn) bool {
 			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 				l.pauseAccept(err)
 			default:
-				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
+				l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
 			}
 			return false
 		}
@@ -34,18 +39,21 @@ func (l *loop) accept(ln *conn) bool {
 		c.ln = ln.ln
 		c.remote = remote
 		if err := l.register(fd); err != nil {
-			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
+			l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
 			l.conns[fd] = nil
 			sysClose(fd)
 			c.reset()
 			l.free = append(l.free, c)
+			l.giveSlot()
 			continue
 		}
 		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
 			c.flags |= fTrusted
 		}
 		l.e.stats.Accepted.Add(1)
-		l.e.stats.Open.Add(1)
+		if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
+			l.e.stats.Open.Add(1)
+		}
 		ls := &l.e.stats.Listeners[ln.ln.idx]
 		ls.Accepted.Add(1)
 		ls.Open.Add(1)
@@ -82,21 +90,10 @@ func (l *loop) stopListening() {
 // out: a level-triggered listener would otherwise wake the loop in a spin.
 func (l *loop) pauseAccept(err error) {
 	if l.acceptPaused == 0 {
-		l.e.opts.Logger.Warn("accept paused: out of resources", "err", err, "loop", l.id)
+		l.logLoop(slog.LevelWarn, kindAcceptPaused, "accept paused: out of resources", "", err)
 	}
 	l.acceptPaused = acceptPauseTicks
-	for _, ln := range l.lns {
-		_ = l.poller.Delete(ln.fd)
-	}
-}
-
-func (l *loop) resumeAccept() {
-	for _, ln := range l.lns {
-		if ln.fd >= 0 {
-			l.pa.FD = ln.fd
-			_ = l.poller.AddRead(&l.pa, false)
-		}
-	}
+	l.armListeners()
 }
 
 // handshakeRead buffers a client's first bytes and examines them.
@@ -267,10 +264,6 @@ func (l *loop) drop(c *conn, reason string, cause error) {
 	l.e.stats.Rejected.Add(1)
 	l.e.stats.Rejects[ReasonProxyHeader].Add(1)
 	c.outcome = OutcomeRejected
-	if cause != nil {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason, "detail", cause.Error())
-	} else {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason)
-	}
+	l.logRejectedReason(c, uint8(ReasonProxyHeader), reason, nil, cause, 0, 0)
 	l.closeConn(c)
 }

@@ -301,8 +301,7 @@ func (l *loop) stopHTTP(c *conn, r *rejection, cause error) {
 		h.reject = r
 		l.e.stats.Rejected.Add(1)
 		l.e.stats.Rejects[r.code].Add(1)
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
-			"reason", r.reason, "detail", cause.Error(), "status", r.status)
+		l.logRejected(c, r, nil, cause, r.status, 0)
 	}
 }
 

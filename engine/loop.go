@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/eventlog"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -47,14 +50,21 @@ type loop struct {
 	readySpare []*conn
 	readyQueue bool
 
-	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+	acceptPaused int  // ticks left before listeners are re-armed after EMFILE
+	lnArmed      bool // the listening sockets are in the poller
+	// limited: accepting paused at max_connections; resumeQueued: an
+	// unlimitTask is on its way. Both are read by other loops.
+	limited, resumeQueued atomic.Bool
 
 	hello parser.ClientHello
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 
 	httpFree []*httpConn
-	rec      accesslog.Record // scratch for the access log (copied by Log)
+	rec      accesslog.Record    // scratch for the access log (copied by Log)
+	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	ev       *eventlog.Producer  // this loop's event log queue
+	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
 	raw4   unix.RawSockaddrInet4
@@ -63,7 +73,9 @@ type loop struct {
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask queue.Func
+	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+
+	exited chan struct{} // closed when run has returned
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -71,13 +83,18 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	if e.opts.AccessLog != nil {
+		l.alog = e.opts.AccessLog.Producer()
+	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
 		return gerrors.ErrEngineShutdown
@@ -95,7 +112,7 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
-		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
 }
 

@@ -83,8 +83,7 @@ func (l *loop) sweep() {
 		if c.ln.spec.Scheme == balancer.SchemeHTTP {
 			l.reject(c, rejTimeout, nil, nil)
 		} else {
-			l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
-				"reason", rejTimeout.reason)
+			l.logRejected(c, rejTimeout, nil, nil, 0, 0)
 			l.e.stats.Rejected.Add(1)
 			l.e.stats.Rejects[ReasonTimeout].Add(1)
 			c.outcome, c.reason = OutcomeRejected, rejTimeout
@@ -104,10 +103,11 @@ func (l *loop) sweep() {
 	if l.e.draining.Load() {
 		l.closeIdleHTTP()
 	}
+	l.ev.Tick(time.Unix(0, l.now))
 	if l.acceptPaused > 0 {
 		l.acceptPaused--
 		if l.acceptPaused == 0 {
-			l.resumeAccept()
+			l.armListeners()
 		}
 	}
 }

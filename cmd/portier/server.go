@@ -153,7 +153,13 @@ func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
 
 // startServer builds and starts everything for cfg. On error, what was
 // started is stopped again.
-func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server, err error) {
+// runOptions are the command line's settings that the config file does not hold.
+type runOptions struct {
+	loops              int // overrides cfg.Loops when > 0
+	logQueue, logBurst int // engine.Options.LogQueue, LogBurst
+}
+
+func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
 	s = &server{logger: logger, cfg: cfg}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
@@ -185,12 +191,15 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		PerIPv6Prefix:       cfg.Limits.PerIPIPv6Prefix,
 		Retries:             cfg.Retries,
 		Logger:              logger,
+		LogQueue:            ro.logQueue,
+		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 	}
-	if loops > 0 {
-		opts.Loops = loops
+	if ro.loops > 0 {
+		opts.Loops = ro.loops
 	}
 	for _, ln := range cfg.Listeners {
 		opts.Listeners = append(opts.Listeners, listenerSpec(ln))
