@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -58,8 +59,8 @@ type loop struct {
 	rec      accesslog.Record // scratch for the access log (copied by Log)
 	pp       proxyproto.Header
 
-	raw4   unix.RawSockaddrInet4
-	raw6   unix.RawSockaddrInet6
+	sa     rawsock.Sockaddr // a backend's address, for connect
+	src    rawsock.Sockaddr // a client's address, for source=client's bind
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment
