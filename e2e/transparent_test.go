@@ -26,10 +26,11 @@ import (
 //	portier ns 10.201.2.1  fd00:201:2::1 ──veth── 10.201.2.2 fd00:201:2::2  backend ns
 //
 // The backend namespace's default route points at portier's, which diverts
-// packets for its transparent sockets to itself (nftables socket match, a
-// firewall mark and a local route in table 100: docs/tuning.md) and does not
-// forward. So a backend answers the client's own address, and only portier
-// can take that answer.
+// packets for its transparent sockets to itself (each setup of
+// docs/tuning.md in turn: nftables or iptables socket match with a firewall
+// mark, or policy routing by interface; then a local route in table 100) and
+// does not forward. So a backend answers the client's own address, and only
+// portier can take that answer.
 const (
 	tpClient4, tpClient6   = "10.201.1.2", "fd00:201:1::2"
 	tpListen4, tpListen6   = "10.201.1.1", "fd00:201:1::1"
@@ -38,21 +39,56 @@ const (
 	tpAnnounced            = "198.51.100.7" // a client announced by a PROXY header
 )
 
-// tpRuleset is the portier host's divert rule (docs/tuning.md).
-const tpRuleset = `table inet portier_tproxy {
+// tpDiverts are the portier host's ways to take the backends' replies to
+// client addresses for itself (docs/tuning.md): a socket match that marks
+// them (nftables or iptables) plus policy routing by the mark, or policy
+// routing of everything TCP from the backend-side interface.
+var tpDiverts = []struct {
+	name  string
+	setup func(t *testing.T, p *netns)
+}{
+	{"nftables", func(t *testing.T, p *netns) {
+		cmd := exec.Command("ip", "netns", "exec", p.name, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(`table inet portier_tproxy {
 	chain divert {
 		type filter hook prerouting priority mangle; policy accept;
 		meta l4proto tcp socket transparent 1 meta mark set 0x1 accept
 	}
 }
-`
+`)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft: %v\n%s", err, out)
+		}
+		tpLocalTable(t, p, "fwmark", "1")
+	}},
+	{"iptables", func(t *testing.T, p *netns) {
+		for _, ipt := range []string{"iptables", "ip6tables"} {
+			p.run(t, ipt, "-t", "mangle", "-N", "DIVERT")
+			p.run(t, ipt, "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "socket", "-j", "DIVERT")
+			p.run(t, ipt, "-t", "mangle", "-A", "DIVERT", "-j", "MARK", "--set-mark", "1")
+			p.run(t, ipt, "-t", "mangle", "-A", "DIVERT", "-j", "ACCEPT")
+		}
+		tpLocalTable(t, p, "fwmark", "1")
+	}},
+	{"ip-rule-iif", func(t *testing.T, p *netns) {
+		tpLocalTable(t, p, "iif", "pb", "ipproto", "tcp")
+	}},
+}
+
+// tpLocalTable sends packets matching the rule selector to the local stack
+// through routing table 100, for both families.
+func tpLocalTable(t *testing.T, p *netns, selector ...string) {
+	p.run(t, append(append([]string{"ip", "rule", "add"}, selector...), "lookup", "100")...)
+	p.run(t, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+	p.run(t, append(append([]string{"ip", "-6", "rule", "add"}, selector...), "lookup", "100")...)
+	p.run(t, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+}
 
 type tpTopology struct {
 	client, portier, backend *netns
 }
 
-func buildTransparentTopology(t *testing.T) *tpTopology {
-	needNetns(t, "nft")
+func buildTransparentTopology(t *testing.T, divert func(*testing.T, *netns)) *tpTopology {
 	tp := &tpTopology{client: newNetns(t, "ptc"), portier: newNetns(t, "ptp"), backend: newNetns(t, "ptb")}
 	veth(t, tp.client, "c0", []string{tpClient4 + "/24", tpClient6 + "/64"}, tp.portier, "pc", []string{tpListen4 + "/24", tpListen6 + "/64"})
 	veth(t, tp.portier, "pb", []string{tpPortier4 + "/24", tpPortier6 + "/64"}, tp.backend, "b0", []string{tpBackend4 + "/24", tpBackend6 + "/64"})
@@ -60,18 +96,9 @@ func buildTransparentTopology(t *testing.T) *tpTopology {
 	tp.client.run(t, "ip", "-6", "route", "add", "default", "via", tpListen6)
 	tp.backend.run(t, "ip", "route", "add", "default", "via", tpPortier4)
 	tp.backend.run(t, "ip", "-6", "route", "add", "default", "via", tpPortier6)
-	// Portier's host: never forward; deliver packets of transparent sockets locally.
-	p := tp.portier
-	p.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
-	cmd := exec.Command("ip", "netns", "exec", p.name, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(tpRuleset)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
-	p.run(t, "ip", "rule", "add", "fwmark", "1", "lookup", "100")
-	p.run(t, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
-	p.run(t, "ip", "-6", "rule", "add", "fwmark", "1", "lookup", "100")
-	p.run(t, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
+	// Portier's host never forwards: only the divert lets it take the replies.
+	tp.portier.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+	divert(t, tp.portier)
 	return tp
 }
 
@@ -190,7 +217,16 @@ func openFDs(t *testing.T, pid int) int {
 }
 
 func TestTransparentSourceClient(t *testing.T) {
-	tp := buildTransparentTopology(t)
+	needNetns(t, "nft", "iptables", "ip6tables")
+	for i, d := range tpDiverts {
+		t.Run(d.name, func(t *testing.T) { testTransparent(t, d.setup, i == 0) })
+	}
+}
+
+// testTransparent checks source=client over one divert setup; full adds the
+// health check sources and the 1,000-connection descriptor check.
+func testTransparent(t *testing.T, divert func(*testing.T, *netns), full bool) {
+	tp := buildTransparentTopology(t, divert)
 	seen := startTransparentBackends(t, tp.backend)
 	cfg := fmt.Sprintf(`listeners:
   - {name: web4, address: "%[1]s:8080", protocol: http}
@@ -228,6 +264,9 @@ routes:
 		t.Errorf("behind accept_proxy: backend answered %q, want %q", got, want)
 	}
 
+	if !full {
+		return
+	}
 	// Health checks come from portier's own address, as HAProxy's do.
 	deadline := time.Now().Add(5 * time.Second)
 	for (seen.get(tpPortier4) == 0 || seen.get(tpPortier6) == 0) && time.Now().Before(deadline) {

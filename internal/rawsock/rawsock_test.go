@@ -114,3 +114,59 @@ func TestSockaddrUnix(t *testing.T) {
 	}
 	c.Close()
 }
+
+// The transparent bind also serves flow sockets (UDP): the same call binds
+// a datagram socket to a foreign address.
+func TestBindTransparentUDP(t *testing.T) {
+	if err := CheckTransparent(false); err != nil {
+		t.Skipf("SKIPPED: no transparent binds here: %v", err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var sa Sockaddr
+	if err := BindTransparent(fd, unix.AF_INET, netip.MustParseAddr("192.0.2.7"), &sa); err != nil {
+		t.Fatal(err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := got.(*unix.SockaddrInet4); !ok || a.Addr != [4]byte{192, 0, 2, 7} {
+		t.Errorf("UDP socket bound to %+v, want 192.0.2.7", got)
+	}
+}
+
+// BenchmarkBackendSocket measures what source=client adds to a backend
+// socket: socket+close against socket+IP_TRANSPARENT+IP_BIND_ADDRESS_NO_PORT
+// +bind+close (docs/design.md quotes the figures).
+func BenchmarkBackendSocket(b *testing.B) {
+	var sa Sockaddr
+	src := netip.MustParseAddr("192.0.2.9")
+	for _, transparent := range []bool{false, true} {
+		name := "plain"
+		if transparent {
+			name = "source=client"
+			if err := CheckTransparent(false); err != nil {
+				b.Skipf("no transparent binds here: %v", err)
+			}
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if e != 0 {
+					b.Fatal(e)
+				}
+				if transparent {
+					if err := BindTransparent(int(fd), unix.AF_INET, src, &sa); err != nil {
+						b.Fatal(err)
+					}
+				}
+				unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+			}
+		})
+	}
+}
