@@ -423,7 +423,11 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.addr)
+	network, address := "tcp", s.addr
+	if s.key.path != "" {
+		network, address = "unix", s.key.path
+	}
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -472,8 +476,12 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 }
 
 // hostHeader is the Host header value for host and port (brackets around an
-// IPv6 literal, no port when it is HTTP's default).
+// IPv6 literal, no port when it is HTTP's default). A unix socket has neither:
+// its checks name "localhost", as curl --unix-socket does.
 func hostHeader(host string, port uint16) string {
+	if host == "" {
+		return "localhost"
+	}
 	if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}

@@ -48,6 +48,11 @@ type TableOptions struct {
 	// Logger receives passive "backend down"/"backend up" for tables built
 	// without Health; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// CheckBackend, when set, vets each backend URL once it is parsed (the
+	// host's capabilities for source=client, a unix socket's path); an
+	// error makes its route invalid, as a bad URL does.
+	CheckBackend func(BackendSpec) error
 }
 
 // routeSet holds the routes of one scheme.
@@ -173,6 +178,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 		ctx:        ctx,
 		resolve:    resolve,
 		health:     opts.Health,
+		check:      opts.CheckBackend,
 		log:        log,
 		addrs:      make(map[string]netip.Addr),
 		backends:   make(map[string]*Backend),
@@ -205,6 +211,7 @@ type tableBuilder struct {
 	ctx        context.Context
 	resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
 	health     *Health
+	check      func(BackendSpec) error
 	log        *slog.Logger
 	addrs      map[string]netip.Addr      // resolved host names
 	backends   map[string]*Backend        // by URL, shared between routes
@@ -240,7 +247,7 @@ func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
 	for _, be := range fresh {
 		b.backends[be.Spec.Raw] = be
 		b.order = append(b.order, be)
-		key := stateKey{be.Spec.Scheme, be.Addr}
+		key := stateKey{be.Spec.Scheme, be.Addr, be.Spec.Path}
 		cfg := &probeConfig{HealthCheck: check, host: be.Spec.Host, proxy: be.Spec.Proxy}
 		st := b.states[key]
 		if st == nil {
@@ -276,6 +283,14 @@ func (b *tableBuilder) backend(raw string, fresh []*Backend) (be *Backend, isNew
 	spec, err := ParseBackend(raw)
 	if err != nil {
 		return nil, false, err
+	}
+	if b.check != nil {
+		if err := b.check(spec); err != nil {
+			return nil, false, fmt.Errorf("backend %q: %w", raw, err)
+		}
+	}
+	if spec.IsUnix() {
+		return buildUnixBackend(spec), true, nil
 	}
 	ip, err := netip.ParseAddr(spec.Host)
 	if err != nil {

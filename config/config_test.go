@@ -89,7 +89,7 @@ func TestDemo(t *testing.T) {
 
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
-		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, http+unix or tls+unix)`},
 		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
@@ -169,7 +169,7 @@ func TestParseBad(t *testing.T) {
 		{"backend bad option", head + "routes:\n  a.test:\n    - http://127.0.0.1:1\n    - tls://[::1]:2?weight=0\n",
 			`6: routes["a.test"][1]: parse backend "tls://[::1]:2?weight=0": weight "0": want an integer 1..1000`},
 		{"backend unknown option", head + "routes:\n  a.test: [\"http://127.0.0.1:1?wieght=2\"]\n",
-			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy or drain)`},
+			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy, drain or source)`},
 		{"duplicate wildcard", head + "routes:\n  '*.a.test': [http://127.0.0.1:1]\n  '*.A.test': [http://127.0.0.1:1]\n", `5: routes["*.A.test"]: duplicate route name (first at line 4)`},
 
 		// default

@@ -24,9 +24,9 @@ func (l *loop) connectNext(c *conn) {
 			break
 		}
 		c.tries++
-		bc, err := l.dial(b)
+		bc, err := l.dial(c, b)
 		if err != nil {
-			l.backendFailed(c, b, "backend connect failed", err)
+			l.dialFailed(c, b, err)
 			continue
 		}
 		b.Acquire()
@@ -40,9 +40,10 @@ func (l *loop) connectNext(c *conn) {
 	l.reject(c, rejNoBackend, nil, nil)
 }
 
-// dial starts a non-blocking connect on the loop; completion arrives as EPOLLOUT.
-func (l *loop) dial(b *balancer.Backend) (*conn, error) {
-	fam, sa, salen := l.rawSockaddr(b.Addr)
+// dial starts a non-blocking connect to b for client c on the loop;
+// completion arrives as EPOLLOUT.
+func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
+	fam, sa, salen := l.backendSockaddr(b)
 	fd, err := sysSocket(fam)
 	if err != nil {
 		if err == unix.EMFILE || err == unix.ENFILE {
@@ -50,7 +51,13 @@ func (l *loop) dial(b *balancer.Backend) (*conn, error) {
 		}
 		return nil, err
 	}
-	sysNoDelay(fd)
+	if fam != unix.AF_UNIX {
+		sysNoDelay(fd)
+	}
+	if err := l.bindSource(fd, fam, c, b); err != nil {
+		sysClose(fd)
+		return nil, err
+	}
 	if err := sysConnect(fd, sa, salen); err != nil && err != unix.EINPROGRESS {
 		sysClose(fd)
 		return nil, err

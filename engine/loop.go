@@ -14,6 +14,7 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -67,8 +68,8 @@ type loop struct {
 	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
-	raw4   unix.RawSockaddrInet4
-	raw6   unix.RawSockaddrInet6
+	sa     rawsock.Sockaddr // a backend's address, for connect
+	src    rawsock.Sockaddr // a client's address, for source=client's bind
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment
