@@ -38,8 +38,8 @@ func TestParseBackend(t *testing.T) {
 	}
 
 	bad := []struct{ raw, err string }{
-		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
-		{"127.0.0.1:9001", `missing scheme (want http:// or tls://)`},
+		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http, tls or quic)`},
+		{"127.0.0.1:9001", `missing scheme (want http://, tls:// or quic://)`},
 		{"https://x", `unknown scheme "https"`},
 		{"http://", `missing host`},
 		{"http://:80", `missing host`},
