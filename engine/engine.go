@@ -67,6 +67,8 @@ type Options struct {
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
+
+	QUIC QUICOptions // quic listeners
 }
 
 func (o *Options) setDefaults() {
@@ -93,6 +95,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.QUIC.setDefaults()
 }
 
 // Engine is a set of event loops serving the same listeners.
@@ -102,6 +105,7 @@ type Engine struct {
 	addrs []netip.AddrPort // bound address per listener spec
 	stats Stats
 	perIP *ipCounts // nil without max_connections_per_ip
+	q     engineQUIC
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
@@ -121,6 +125,9 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, stopTick: make(chan struct{})}
 	if opts.MaxConnectionsPerIP > 0 {
 		e.perIP = new(ipCounts)
+	}
+	if opts.QUIC.MaxFlowsPerIP > 0 {
+		e.q.perIP = new(ipCounts)
 	}
 	e.stats.Listeners = make([]ListenerStats, len(opts.Listeners))
 	for i, l := range opts.Listeners {
@@ -224,7 +231,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for e.stats.Open.Load() > 0 {
+	// QUIC flows keep their listener (their datagrams arrive on it) and
+	// end when idle.
+	for e.stats.Open.Load() > 0 || e.q.open.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			_ = e.Close()

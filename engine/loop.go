@@ -64,6 +64,8 @@ type loop struct {
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
+	q *quicLoop // nil without quic listeners
+
 	sweepTask, stopTask, readyTask queue.Func
 }
 
@@ -102,6 +104,7 @@ func (l *loop) run() {
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -112,6 +115,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -151,6 +155,9 @@ func (l *loop) setConn(fd int, c *conn) {
 }
 
 func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}

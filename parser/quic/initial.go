@@ -71,7 +71,7 @@ func (a *Assembler) Reset(limit int) {
 }
 
 // Version, DCID and SCID describe the flow's first Initial packet; they are
-// set once Feed has seen one. DCID is the client's original Destination
+// set once Feed has decrypted one (Version is 0 before). DCID is the client's original Destination
 // Connection ID, which keys the Initial packets of both sides.
 func (a *Assembler) Version() uint32 { return a.version }
 func (a *Assembler) DCID() []byte    { return a.dcid[:a.dcidLen] }
@@ -122,6 +122,9 @@ func (a *Assembler) Feed(datagram, scratch []byte) error {
 		if err := a.open(pkt, h, scratch); err != nil {
 			return err
 		}
+		if a.version == 0 {
+			a.setFlow(h) // the flow's identity comes from an Initial that decrypted
+		}
 		seen = true
 	}
 	if !seen {
@@ -150,7 +153,6 @@ func (a *Assembler) key(h *Header) error {
 		a.kVersion = h.Version
 		a.kDCIDLen = copy(a.kDCID[:], h.DCID)
 	}
-	a.setFlow(h)
 	return nil
 }
 
