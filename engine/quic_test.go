@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,152 @@ func TestQUICUnknownNameRefused(t *testing.T) {
 	if !strings.Contains(lw.String(), "reason=unknown_name") {
 		t.Error("no rejection log line")
 	}
+}
+
+// A backend whose port answers ICMP port unreachable is failed over at once:
+// the client's Initials go to the next backend.
+func TestQUICFailoverOnPortUnreachable(t *testing.T) {
+	a := startH3Backend(t, "A")
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + deadAddr, "quic://" + a.addr}}}, "", nil)
+	for i := 0; i < 4; i++ {
+		got, err := h3Get(t, addr, "a.test")
+		if err != nil || got != "A a.test HTTP/3.0" {
+			t.Fatalf("request %d: %q %v", i, got, err)
+		}
+	}
+	if n := e.Stats().ConnectFailures.Load(); n == 0 {
+		t.Error("no backend failure counted; the dead backend was never picked")
+	}
+}
+
+// captureInitials returns the datagrams of a quic-go client's first flight
+// for name (its ClientHello, which spans two datagrams).
+func captureInitials(t testing.TB, name string) [][]byte {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_, _ = quicgo.DialAddr(ctx, pc.LocalAddr().String(), &tls.Config{InsecureSkipVerify: true, ServerName: name, NextProtos: []string{"h3"}}, nil)
+	}()
+	var out [][]byte
+	buf := make([]byte, 2048)
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var from net.Addr
+	for {
+		n, src, err := pc.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if from != nil && src.String() != from.String() {
+			continue
+		}
+		from = src
+		out = append(out, append([]byte(nil), buf[:n]...))
+		// The first flight is sent at once; a retransmission comes later.
+		_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	}
+	if len(out) < 2 {
+		t.Fatalf("captured %d datagrams, want the two of a split ClientHello", len(out))
+	}
+	return out
+}
+
+// 1,000 flows are created, answered, and expire at the idle timeout: the
+// table and the descriptor count return to where they were.
+func TestQUICFlowsIdleOut(t *testing.T) {
+	flight := captureInitials(t, "a.test")
+	// The backend answers every datagram with a small one, like a server's
+	// first flight would.
+	be, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	_ = be.(*net.UDPConn).SetReadBuffer(8 << 20)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, src, err := be.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = be.WriteTo([]byte{0x40, 1, 2, 3}, src)
+		}
+	}()
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be.LocalAddr().String()}}}, "",
+		func(o *Options) {
+			o.QUIC.IdleTimeout = time.Second
+			o.QUIC.AnswerTimeout = time.Second
+		})
+	const n = 1000
+	fdsBefore := openFDs(t)
+	dst, _ := net.ResolveUDPAddr("udp", addr)
+	clients := make([]*net.UDPConn, 0, n)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.DialUDP("udp", nil, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		for _, d := range flight {
+			if _, err := c.Write(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%50 == 49 {
+			time.Sleep(10 * time.Millisecond) // bounded load: let the socket buffers drain
+		}
+	}
+	answered := 0
+	buf := make([]byte, 64)
+	readBy := time.Now().Add(5 * time.Second)
+	for _, c := range clients {
+		_ = c.SetReadDeadline(readBy)
+		if _, err := c.Read(buf); err == nil {
+			answered++
+		}
+	}
+	s := e.QUICStats()
+	if answered != n || s.FlowsTotal != n {
+		t.Fatalf("%d of %d clients answered, %d flows started; stats %+v", answered, n, s.FlowsTotal, s)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for e.QUICStats().Flows != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	s = e.QUICStats()
+	if s.Flows != 0 || s.Outcomes[OutcomeIdleTimeout] != n {
+		t.Fatalf("after the idle timeout: %d flows open, %d idled out; want 0, %d", s.Flows, s.Outcomes[OutcomeIdleTimeout], n)
+	}
+	if s.SplitHellos != n {
+		t.Errorf("split ClientHellos %d, want %d", s.SplitHellos, n)
+	}
+	// Every flow's backend socket is closed (the n client sockets are the test's).
+	if after := openFDs(t) - n; after > fdsBefore {
+		t.Errorf("%d descriptors open beside the clients' after the flows ended, %d before", after, fdsBefore)
+	}
+}
+
+func openFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
