@@ -422,6 +422,9 @@ var proxyV2Local = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if s.key.scheme == SchemeQUIC {
+		return probeQUIC(ctx, s.addr)
+	}
 	var d net.Dialer
 	network, address := "tcp", s.addr
 	if s.key.path != "" {

@@ -73,9 +73,9 @@ type routeSet struct {
 // Table is an immutable routing snapshot. Routes are kept separately per
 // scheme: an http listener only sees routes that have http:// backends.
 type Table struct {
-	sets     [SchemeTLS + 1]routeSet // indexed by Scheme
-	routes   []RouteSpec             // normalised names, sorted by name
-	backends []*Backend              // distinct, in order of first use
+	sets     [schemeLast + 1]routeSet // indexed by Scheme
+	routes   []RouteSpec              // normalised names, sorted by name
+	backends []*Backend               // distinct, in order of first use
 	// Changes made by Update on top of routes and backends, so that an
 	// update does not copy them: routesOver by name (nil: removed).
 	routesOver    map[string]*RouteSpec
@@ -90,7 +90,7 @@ type Table struct {
 func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
 	b := newBuilder(ctx, opts)
 	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
 	}
 	// invalid fails the build, or reports and skips when OnInvalid is set.
@@ -124,7 +124,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 			continue
 		}
 		names[name] = r.Name
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		for s := SchemeHTTP; s <= schemeLast; s++ {
 			if len(byScheme[s]) == 0 {
 				continue
 			}
@@ -190,7 +190,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 // setDefault points each scheme's default pool at the route named def (a
 // normalised name that exists), or at the catch-all route "*" when def is "".
 func (t *Table) setDefault(def string) {
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		set := &t.sets[s]
 		switch {
 		case def == "" || def == "*":
@@ -223,8 +223,8 @@ type tableBuilder struct {
 // route builds the backends of r by scheme. Nothing is recorded in the
 // builder unless the whole route is valid, so a skipped route leaves no
 // trace in the table.
-func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
-	var byScheme [SchemeTLS + 1][]*Backend
+func (b *tableBuilder) route(r RouteSpec) ([schemeLast + 1][]*Backend, error) {
+	var byScheme [schemeLast + 1][]*Backend
 	if len(r.Backends) == 0 {
 		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
 	}
@@ -338,7 +338,7 @@ func (b *tableBuilder) lookup(host string) (netip.Addr, error) {
 // longer than 255 bytes give nil; an empty or malformed name gives the
 // default. Allocates nothing.
 func (t *Table) Lookup(s Scheme, name []byte) *Pool {
-	if s != SchemeHTTP && s != SchemeTLS {
+	if s < SchemeHTTP || s > schemeLast {
 		return nil
 	}
 	set := &t.sets[s]

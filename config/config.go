@@ -1,7 +1,7 @@
 // Package config reads portier's YAML configuration file. Every error names
 // the file, the line and the key it is about, on one line:
 //
-//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, http+unix or tls+unix)
+//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)
 package config
 
 import (

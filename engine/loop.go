@@ -77,6 +77,8 @@ type loop struct {
 	sweepTask, stopTask, readyTask, unlimitTask queue.Func
 
 	exited chan struct{} // closed when run has returned
+
+	q *quicLoop // nil without quic listeners
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -119,6 +121,7 @@ func (l *loop) run() {
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -129,6 +132,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -168,6 +172,9 @@ func (l *loop) setConn(fd int, c *conn) {
 }
 
 func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}

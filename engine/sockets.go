@@ -7,6 +7,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
 )
 
 const listenBacklog = 4096
@@ -14,6 +16,9 @@ const listenBacklog = 4096
 // listen binds spec on this loop with SO_REUSEPORT so every loop accepts on
 // the same port and the kernel spreads connections between them.
 func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.AddrPort, error) {
+	if spec.Scheme == balancer.SchemeQUIC {
+		return l.listenQUIC(idx, spec, ap)
+	}
 	fam, sa := sockaddrOf(ap)
 	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

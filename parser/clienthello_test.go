@@ -564,6 +564,17 @@ func FuzzParseClientHello(f *testing.F) {
 			t.Fatalf("Len %d with error %v", h.Len, err)
 		}
 
+		// The same bytes as a bare handshake message (QUIC's CRYPTO stream):
+		// classified, and a result lies within the input.
+		var m ClientHello
+		if merr := ParseClientHelloMessage(data, &m); merr == nil {
+			if m.Len != len(data) || (m.ServerName != nil && !liesWithin(m.ServerName, data)) {
+				t.Fatalf("bare message: Len %d of %d, ServerName %q", m.Len, len(data), m.ServerName)
+			}
+		} else if !errors.Is(merr, ErrNeedMore) && !errors.Is(merr, ErrMalformed) {
+			t.Fatalf("bare message: unclassified error %v", merr)
+		}
+
 		// Prefix consistency: checks run in stream order on bytes already
 		// present, so a prefix yields ErrNeedMore or the identical verdict;
 		// a prefix that still holds the whole ClientHello parses the same.

@@ -55,6 +55,7 @@ var (
 	errNotClientHello  = malformed("parse ClientHello: handshake message is not a ClientHello")
 	errHelloTooLong    = malformed("parse ClientHello: ClientHello exceeds 65536 bytes")
 	errRecordBoundary  = malformed("parse ClientHello: ClientHello does not end at a record boundary")
+	errMessageTrailing = malformed("parse ClientHello: bytes after the handshake message")
 	errLegacyVersion   = malformed("parse ClientHello: legacy_version major is not 3")
 	errShortHello      = malformed("parse ClientHello: message too short for version and random")
 	errSessionID       = malformed("parse ClientHello: session_id longer than 32 bytes or truncated")
