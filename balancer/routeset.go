@@ -33,6 +33,13 @@ func NewRouteSetBuilder(sizeHint int) *RouteSetBuilder {
 	return &RouteSetBuilder{s: s, in: newInterner(func(id uint32) *RouteSpec { return &s.contents[id] })}
 }
 
+// Reserve makes room for n routes; it does nothing once a name is set.
+func (b *RouteSetBuilder) Reserve(n int) {
+	if b.s.idx.n == 0 {
+		b.s.idx = newNameIndex(n)
+	}
+}
+
 // Content interns r's content (its name is ignored) and returns its id for
 // SetContent. A new content is kept as given: r.Backends must not be
 // modified afterwards.

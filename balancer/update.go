@@ -146,24 +146,3 @@ func (r *routeRec) pool(s Scheme) *Pool {
 	}
 	return r.pools[s]
 }
-
-// Overlay returns base without the routes that over names, followed by
-// over's routes (a nil value marks a removed name). base is not modified;
-// without over it is returned as is.
-func Overlay(base []RouteSpec, over map[string]*RouteSpec) []RouteSpec {
-	if len(over) == 0 {
-		return base
-	}
-	out := make([]RouteSpec, 0, len(base)+len(over))
-	for _, r := range base {
-		if _, changed := over[r.Name]; !changed {
-			out = append(out, r)
-		}
-	}
-	for _, r := range over {
-		if r != nil {
-			out = append(out, *r)
-		}
-	}
-	return out
-}
