@@ -302,3 +302,9 @@ func validRoute(name string, backends []string) bool {
 	}
 	return true
 }
+
+// ReadSnapshot reads a snapshot file as Run does at start: the routes, and
+// how many of them no longer validate and were skipped. For tools.
+func ReadSnapshot(path string) (routes *balancer.RouteSet, skipped int, err error) {
+	return readSnapshot(path)
+}
