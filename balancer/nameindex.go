@@ -1,41 +1,41 @@
 package balancer
 
 import (
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"unsafe"
 )
 
 // errIndexFull is returned when a table would exceed what a nameIndex can
-// address: 2^24 distinct route contents or 4 GiB of names.
+// address: 4 GiB of names.
 var (
 	errNameTooLong = errors.New("route name longer than 255 bytes")
-	errIndexFull   = errors.New("route table full: more than 16,777,216 distinct routes or 4 GiB of names")
+	errIndexFull   = errors.New("route table full: more than 4 GiB of names")
 )
 
-// nameIndex maps names to small integers (ids below maxIndexValue) without a
-// Go object per name: the names sit in large byte chunks, each stored as a
-// length byte and its bytes, and an open-addressing table of 8-byte slots
-// holds, per name, its offset in the chunks, 8 bits of its hash and the id.
-// A million names cost about 35 bytes each (a Go map of strings to pointers:
-// over 100) and no pointers for the garbage collector to scan.
+// nameIndex maps names to uint32 ids without a Go object per name: each
+// name is stored once in large byte chunks as a length byte, its bytes and
+// its id (4 bytes, little-endian), and an open-addressing table of 8-byte
+// slots holds, per name, its offset in the chunks and 32 bits of its hash.
+// A million names cost about 35 bytes each (a Go map of strings to
+// pointers: over 100) and nothing for the garbage collector to scan.
 //
-// A lookup that misses costs one slot read in the common case (the hash
-// bits rule out occupied slots without reading the name); a hit reads the
-// slot and the name. An index is built by one goroutine and then only read.
+// A lookup that misses reads one slot in the common case (the hash bits
+// rule out occupied slots without reading the name); a hit reads the slot
+// and the record, name and id side by side. Walking every name reads the
+// chunks in order. An index is built by one goroutine and then only read.
 type nameIndex struct {
 	seed   maphash.Seed
 	chunks [][]byte // chunk k holds offsets k<<chunkBits ...
-	end    uint32   // offset of the next name; 0 is never used, so a slot is never 0
-	slots  []uint64 // offset<<32 | hash bits<<24 | id; 0: empty
+	end    uint32   // offset of the next record; 0 is never used, so a slot is never 0
+	slots  []uint64 // offset<<32 | high 32 bits of the hash; 0: empty
 	n      int
 }
 
 const (
-	chunkBits = 20 // 1 MiB chunks: a full table never copies its names to grow
-	chunkSize = 1 << chunkBits
-	// maxIndexValue bounds the ids of an index (24 bits of a slot).
-	maxIndexValue = 1 << 24
+	chunkBits     = 20 // 1 MiB chunks: a full table never copies its names to grow
+	chunkSize     = 1 << chunkBits
 	maxIndexBytes = 1 << 32 // offsets are 32 bits
 )
 
@@ -51,24 +51,35 @@ func newNameIndex(sizeHint int) *nameIndex {
 
 func (x *nameIndex) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
 
+// record returns the chunk holding the record at off and the record's
+// position in it.
+func (x *nameIndex) record(off uint32) ([]byte, uint32) {
+	return x.chunks[off>>chunkBits], off & (chunkSize - 1)
+}
+
 // name returns the name stored at offset off.
 func (x *nameIndex) name(off uint32) []byte {
-	c := x.chunks[off>>chunkBits]
-	o := off & (chunkSize - 1)
-	n := uint32(c[o])
-	return c[o+1 : o+1+n]
+	c, o := x.record(off)
+	return c[o+1 : o+1+uint32(c[o])]
+}
+
+// id returns the id stored at offset off.
+func (x *nameIndex) id(off uint32) uint32 {
+	c, o := x.record(off)
+	o += 1 + uint32(c[o])
+	return binary.LittleEndian.Uint32(c[o : o+4])
 }
 
 // find returns the slot of name, or the empty slot where it would go.
 func (x *nameIndex) find(name []byte, h uint64) (pos int, found bool) {
 	mask := len(x.slots) - 1
-	tag := (h >> 56) << 24
+	tag := uint32(h >> 32)
 	for i := int(h) & mask; ; i = (i + 1) & mask {
 		s := x.slots[i]
 		if s == 0 {
 			return i, false
 		}
-		if s&(0xff<<24) == tag && string(x.name(uint32(s>>32))) == string(name) {
+		if uint32(s) == tag && string(x.name(uint32(s>>32))) == string(name) {
 			return i, true
 		}
 	}
@@ -80,40 +91,55 @@ func (x *nameIndex) get(name []byte) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	return uint32(x.slots[i] & (maxIndexValue - 1)), true
+	return x.id(uint32(x.slots[i] >> 32)), true
 }
 
 func (x *nameIndex) getString(name string) (uint32, bool) { return x.get(bytesOf(name)) }
 
 // put sets the id of name (at most maxName bytes), adding the name if new.
 func (x *nameIndex) put(name []byte, id uint32) error {
-	if id >= maxIndexValue {
-		return errIndexFull
-	}
 	h := x.hash(name)
 	i, ok := x.find(name, h)
 	if ok {
-		x.slots[i] = x.slots[i]&^(maxIndexValue-1) | uint64(id)
+		c, o := x.record(uint32(x.slots[i] >> 32))
+		o += 1 + uint32(c[o])
+		binary.LittleEndian.PutUint32(c[o:o+4], id)
 		return nil
 	}
+	return x.insert(name, h, i, id)
+}
+
+// add adds name with id unless the index has it; added is false then.
+func (x *nameIndex) add(name []byte, id uint32) (added bool, err error) {
+	h := x.hash(name)
+	i, ok := x.find(name, h)
+	if ok {
+		return false, nil
+	}
+	return true, x.insert(name, h, i, id)
+}
+
+// insert adds name, which the index does not have, at slot i (as find
+// returned it).
+func (x *nameIndex) insert(name []byte, h uint64, i int, id uint32) error {
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.grow()
 		i, _ = x.find(name, h)
 	}
-	off, err := x.store(name)
+	off, err := x.store(name, id)
 	if err != nil {
 		return err
 	}
-	x.slots[i] = uint64(off)<<32 | (h>>56)<<24 | uint64(id)
+	x.slots[i] = uint64(off)<<32 | h>>32
 	x.n++
 	return nil
 }
 
-// store appends name to the chunks and returns its offset. A name never
-// straddles two chunks; the first chunk grows by doubling so that small
-// tables stay small.
-func (x *nameIndex) store(name []byte) (uint32, error) {
-	need := uint32(1 + len(name))
+// store appends a record to the chunks and returns its offset. A record
+// never straddles two chunks; the first chunk grows by doubling so that
+// small tables stay small.
+func (x *nameIndex) store(name []byte, id uint32) (uint32, error) {
+	need := uint32(1 + len(name) + 4)
 	k := x.end >> chunkBits
 	o := x.end & (chunkSize - 1)
 	if o+need > chunkSize {
@@ -142,6 +168,7 @@ func (x *nameIndex) store(name []byte) (uint32, error) {
 	c = c[:o]
 	c = append(c, byte(len(name)))
 	c = append(c, name...)
+	c = binary.LittleEndian.AppendUint32(c, id)
 	x.chunks[k] = c
 	off := k<<chunkBits | o
 	x.end = off + need
@@ -164,12 +191,20 @@ func (x *nameIndex) grow() {
 	}
 }
 
-// each calls fn for every name with its id, in slot order, until fn returns
-// false. name is valid only during the call.
+// each calls fn for every name with its id, in the order they were added,
+// until fn returns false. name is valid only during the call.
 func (x *nameIndex) each(fn func(name []byte, id uint32) bool) {
-	for _, s := range x.slots {
-		if s != 0 && !fn(x.name(uint32(s>>32)), uint32(s&(maxIndexValue-1))) {
-			return
+	for k, c := range x.chunks {
+		o := 0
+		if k == 0 {
+			o = 1 // offset 0 is never used
+		}
+		for o < len(c) {
+			n := int(c[o])
+			if !fn(c[o+1:o+1+n], binary.LittleEndian.Uint32(c[o+1+n:o+5+n])) {
+				return
+			}
+			o += 5 + n
 		}
 	}
 }

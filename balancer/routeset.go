@@ -48,9 +48,6 @@ func (b *RouteSetBuilder) Content(r RouteSpec) (uint32, error) {
 	if ok {
 		return id, nil
 	}
-	if len(b.s.contents) >= maxIndexValue {
-		return 0, errIndexFull
-	}
 	r.Name = ""
 	id = uint32(len(b.s.contents))
 	b.s.contents = append(b.s.contents, r)

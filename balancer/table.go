@@ -149,7 +149,19 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 	if err != nil {
 		return tb.invalid(written, err)
 	}
-	if tb.Has(name) {
+	// Exact names (nearly all) are looked up once: the slot found is
+	// where the name goes.
+	special := name == "*" || strings.HasPrefix(name, "*.")
+	var nameHash uint64
+	var pos int
+	dup := false
+	if special {
+		_, dup = tb.t.special[name]
+	} else {
+		nameHash = tb.t.exact.hash(bytesOf(name))
+		pos, dup = tb.t.exact.find(bytesOf(name), nameHash)
+	}
+	if dup {
 		first, ok := tb.written[name]
 		if !ok {
 			first = name
@@ -158,9 +170,6 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 	}
 	id, h, ok := tb.in.find(c)
 	if !ok {
-		if len(tb.t.recs) >= maxIndexValue {
-			return errIndexFull
-		}
 		spec := *c
 		spec.Name = strings.Clone(written)
 		byScheme, err := tb.b.route(spec)
@@ -186,7 +195,7 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 		tb.written[strings.Clone(name)] = strings.Clone(written)
 	}
 	rec := &tb.t.recs[id]
-	if name == "*" || strings.HasPrefix(name, "*.") {
+	if special {
 		name = strings.Clone(name)
 		tb.t.special[name] = id
 		for s := SchemeHTTP; s <= SchemeTLS; s++ {
@@ -206,7 +215,7 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 		}
 		return nil
 	}
-	return tb.t.exact.put(bytesOf(name), id)
+	return tb.t.exact.insert(bytesOf(name), nameHash, pos, id)
 }
 
 // AddSet adds every route of set that over does not name, then over's
