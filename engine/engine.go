@@ -117,7 +117,7 @@ type Engine struct {
 	limitedLoops atomic.Int32
 	// events carries the loops' log lines to one writer goroutine.
 	events *eventlog.Log
-	q     engineQUIC
+	q      engineQUIC
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
