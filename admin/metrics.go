@@ -32,11 +32,12 @@ type collector struct {
 
 	accepted, open, conns, bytes             *prometheus.Desc
 	rejections, connectFailures, connectTime *prometheus.Desc
-	limitHits, routes                        *prometheus.Desc
+	limitHits, routes, routesDown            *prometheus.Desc
 	backendUp, backendActive                 *prometheus.Desc
 	redisConnected, redisAge, redisRoutes    *prometheus.Desc
 	redisSkipped, redisNotifications         *prometheus.Desc
 	logDropped, logWritten                   *prometheus.Desc
+	down                                     routesDownCache
 }
 
 func newCollector(opts Options) *collector {
@@ -55,6 +56,7 @@ func newCollector(opts Options) *collector {
 		connectTime:     d("backend_connect_duration_seconds", "Time to connect to a backend (successful connects)."),
 		limitHits:       d("limit_hits_total", "Connections refused by a connection limit.", "limit"),
 		routes:          d("routes", "Route names in the current table."),
+		routesDown:      d("routes_down", "Route names none of whose backends is up."),
 		backendUp:       d("backend_up", "1 when the backend passes health checks and no peer marked it down.", "backend", "scheme"),
 		backendActive:   d("backend_active_connections", "Connections open to the backend.", "backend"),
 		redisConnected:  d("redis_connected", "1 when the Redis route source is connected."),
@@ -71,7 +73,7 @@ func newCollector(opts Options) *collector {
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.rejections, c.connectFailures,
-		c.connectTime, c.limitHits, c.routes} {
+		c.connectTime, c.limitHits, c.routes, c.routesDown} {
 		ch <- d
 	}
 	if c.opts.Health != nil {
@@ -121,10 +123,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.limitHits, float64(st.Limited[l].Load()), l.String())
 	}
 	routes := 0
-	if t := c.opts.Router.Load(); t != nil {
+	t := c.opts.Router.Load()
+	if t != nil {
 		routes = t.Len()
 	}
 	gauge(c.routes, float64(routes))
+	gauge(c.routesDown, float64(c.down.get(t, c.now())))
 
 	if c.opts.Health != nil {
 		c.collectHealth(ch, c.opts.Health())
