@@ -55,9 +55,11 @@ type Options struct {
 
 // Server is the admin HTTP server.
 type Server struct {
-	opts Options
-	ln   net.Listener
-	srv  *http.Server
+	opts  Options
+	ln    net.Listener
+	srv   *http.Server
+	csrf  string // the status page's drain forms carry it
+	rates rates  // the status page's connection and request rates
 }
 
 // New validates opts and binds the listening socket, so that a bad or busy
@@ -79,9 +81,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, ln: ln}
+	s := &Server{opts: opts, ln: ln, csrf: newCSRFToken()}
 	s.srv = &http.Server{
-		Handler:           s.routes(),
+		// Browsers' cross-site POSTs (a page elsewhere aiming at the
+		// loopback admin) are refused; curl and the status page are not.
+		Handler:           http.NewCrossOriginProtection().Handler(s.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No WriteTimeout: /debug/pprof/profile and trace stream for as
@@ -156,6 +160,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /routes", s.routeList)
 	mux.HandleFunc("POST /backends/drain", s.drain)
+	mux.HandleFunc("GET /{$}", s.status)
+	mux.HandleFunc("POST /status/drain", s.statusDrain)
 	return mux
 }
 
@@ -204,23 +210,29 @@ func routeInfos(t *balancer.Table) []RouteInfo {
 	specs := t.Routes()
 	infos := make([]RouteInfo, 0, len(specs))
 	for _, r := range specs {
-		info := RouteInfo{Name: r.Name, Balance: r.Balance.String(), Backends: []BackendInfo{}}
-		bes, ok := poolBackends(t, r)
-		if !ok {
-			if byRaw == nil {
-				byRaw = backendsByURL(t)
-			}
-			bes = specBackends(byRaw, r)
-		}
-		for _, b := range bes {
-			info.Backends = append(info.Backends, BackendInfo{
-				URL: b.Spec.Raw, Addr: b.Addr.String(), Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
-				Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
-			})
-		}
-		infos = append(infos, info)
+		infos = append(infos, routeInfo(t, r, &byRaw))
 	}
 	return infos
+}
+
+// routeInfo is r with the live state of its backends. *byRaw is built on
+// first need (backendsByURL) and reused by the caller's next calls.
+func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balancer.Backend) RouteInfo {
+	info := RouteInfo{Name: r.Name, Balance: r.Balance.String(), Backends: []BackendInfo{}}
+	bes, ok := poolBackends(t, r)
+	if !ok {
+		if *byRaw == nil {
+			*byRaw = backendsByURL(t)
+		}
+		bes = specBackends(*byRaw, r)
+	}
+	for _, b := range bes {
+		info.Backends = append(info.Backends, BackendInfo{
+			URL: b.Spec.Raw, Addr: b.Addr.String(), Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
+			Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
+		})
+	}
+	return info
 }
 
 // poolBackends collects r's backends from the table's pools, looking the
@@ -281,6 +293,22 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "on: want 1 or 0")
 		return
 	}
+	n := s.setDrain(addr, on)
+	if n == 0 {
+		writeError(w, http.StatusNotFound, "no backend with address "+addr.String())
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Addr     string `json:"addr"`
+		Draining bool   `json:"draining"`
+		Backends int    `json:"backends"`
+	}{addr.String(), on, n})
+}
+
+// setDrain sets the drain flag of every backend at addr and returns how
+// many there are.
+func (s *Server) setDrain(addr netip.AddrPort, on bool) int {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	t := s.opts.Router.Load()
 	n := 0
 	if t != nil {
@@ -291,16 +319,10 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if n == 0 {
-		writeError(w, http.StatusNotFound, "no backend with address "+addr.String())
-		return
+	if n > 0 {
+		s.opts.Logger.Info("backend drain set via admin", "addr", addr.String(), "drain", on, "backends", n)
 	}
-	s.opts.Logger.Info("backend drain set via admin", "addr", addr.String(), "drain", on, "backends", n)
-	writeJSON(w, http.StatusOK, struct {
-		Addr     string `json:"addr"`
-		Draining bool   `json:"draining"`
-		Backends int    `json:"backends"`
-	}{addr.String(), on, n})
+	return n
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

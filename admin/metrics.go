@@ -30,7 +30,7 @@ type collector struct {
 	opts Options
 	now  func() time.Time
 
-	accepted, open, conns, bytes             *prometheus.Desc
+	accepted, open, conns, bytes, requests   *prometheus.Desc
 	rejections, connectFailures, connectTime *prometheus.Desc
 	limitHits, routes, routesDown            *prometheus.Desc
 	backendUp, backendActive                 *prometheus.Desc
@@ -50,6 +50,7 @@ func newCollector(opts Options) *collector {
 		accepted:        d("connections_accepted_total", "Client connections accepted.", "listener"),
 		open:            d("connections_open", "Client connections currently open.", "listener"),
 		conns:           d("connections_total", "Client connections ended, by outcome.", "listener", "outcome"),
+		requests:        d("http_requests_total", "HTTP request heads forwarded to backends.", "listener"),
 		bytes:           d("bytes_total", "Bytes forwarded (up: client to backend), counted when a connection ends.", "listener", "direction"),
 		rejections:      d("rejections_total", "Connections rejected, by reason.", "reason"),
 		connectFailures: d("backend_connect_failures_total", "Failed backend connect attempts (each retry counts)."),
@@ -72,7 +73,7 @@ func newCollector(opts Options) *collector {
 
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.rejections, c.connectFailures,
+	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.requests, c.rejections, c.connectFailures,
 		c.connectTime, c.limitHits, c.routes, c.routesDown} {
 		ch <- d
 	}
@@ -110,6 +111,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for o := engine.Outcome(0); o < engine.NumOutcomes; o++ {
 			counter(c.conns, float64(l.Outcomes[o].Load()), l.Name, o.String())
 		}
+		counter(c.requests, float64(l.Requests.Load()), l.Name)
 		counter(c.bytes, float64(l.BytesUp.Load()), l.Name, "up")
 		counter(c.bytes, float64(l.BytesDown.Load()), l.Name, "down")
 	}
