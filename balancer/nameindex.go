@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"sync"
 	"unsafe"
 )
 
@@ -31,6 +32,9 @@ type nameIndex struct {
 	end    uint32   // offset of the next record; 0 is never used, so a slot is never 0
 	slots  []uint64 // offset<<32 | high 32 bits of the hash; 0: empty
 	n      int
+
+	sortOnce sync.Once // byName is built on first use (EachRoute)
+	byName   []uint32  // record offsets in name order
 }
 
 const (

@@ -174,10 +174,13 @@ func Parse(data []byte, filename string) (*Config, error) {
 // error path pays for it.
 func syntaxError(data []byte, filename string, err error) error {
 	line, msg, ok := splitYAMLError(err)
+	lines := strings.SplitAfter(string(data), "\n")
 	if !ok {
+		if hint, at := syntaxHint(lines, 0, msg); hint != "" {
+			return &Error{File: filename, Line: at, Err: fmt.Errorf("%s: %s", msg, hint)}
+		}
 		return &Error{File: filename, Err: errors.New(msg)}
 	}
-	lines := strings.SplitAfter(string(data), "\n")
 	fails := func(k int) bool {
 		var n yaml.Node
 		err := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
@@ -198,6 +201,9 @@ func syntaxError(data []byte, filename string, err error) error {
 	}
 	if hi > 0 {
 		line = hi
+	}
+	if hint, at := syntaxHint(lines, line, msg); hint != "" {
+		return &Error{File: filename, Line: at, Err: fmt.Errorf("%s: %s", msg, hint)}
 	}
 	return &Error{File: filename, Line: line, Err: errors.New(msg)}
 }

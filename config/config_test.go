@@ -210,6 +210,13 @@ func TestParseBad(t *testing.T) {
 		{"continued scalar", head + "routes:\n  a.test:\n  - http://127.0.0.1:1\n   - x\n",
 			`5: routes["a.test"][0]: parse backend "http://127.0.0.1:1 - x": invalid port "1 - x"`},
 		{"tab", "listeners:\n\t- x\n", `2: found character that cannot start any token`},
+		// A URL with a query in a flow list: the error says to quote it.
+		{"query in flow list", head + "routes:\n  a.test: [tls://10.0.0.5:443?proxy=v2]\n",
+			`4: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["tls://10.0.0.5:443?proxy=v2"] (or list it as "- tls://10.0.0.5:443?proxy=v2" on its own line)`},
+		{"query in second flow item", head + "routes:\n  a.test: [http://127.0.0.1:1]\n  # b.test: [http://x:1?weight=3]\n  b.test: {backends: [http://127.0.0.1:2, http://127.0.0.1:3?weight=2]}\n",
+			`6: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["http://127.0.0.1:3?weight=2"] (or list it as "- http://127.0.0.1:3?weight=2" on its own line)`},
+		{"query in one-line flow list", "routes: {a.test: [http://x:1?weight=2]}\n",
+			`1: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["http://x:1?weight=2"] (or list it as "- http://x:1?weight=2" on its own line)`},
 	}
 	for _, tc := range tests {
 		_, err := Parse([]byte(tc.yaml), "c.yaml")
@@ -242,6 +249,9 @@ func TestParseGood(t *testing.T) {
 			func(c *Config) bool {
 				return len(c.Routes) == 3 && c.Routes[0].Name == "z.test" && c.Routes[1].Name == "a.test" && c.Routes[2].Name == "*.m.test"
 			}},
+		{"quoted query in flow list", head + "routes:\n  a.test: [\"tls://127.0.0.1:1?proxy=v2\", 'tls://127.0.0.1:2?weight=3']\n", func(c *Config) bool {
+			return len(c.Routes) == 1 && c.Routes[0].Backends[0] == "tls://127.0.0.1:1?proxy=v2" && c.Routes[0].Backends[1] == "tls://127.0.0.1:2?weight=3"
+		}},
 		{"wildcard default", head + "routes: {'*.a.test': [http://127.0.0.1:1]}\ndefault: '*.A.test.'\n", func(c *Config) bool { return c.Default == "*.a.test" }},
 		{"ipv6 listeners", "listeners:\n  - {name: a, address: '[::1]:8080', protocol: http}\n  - {name: b, address: '[::]:8443', protocol: tls}\n  - {name: c, address: '[::ffff:127.0.0.1]:1', protocol: tls}\n",
 			func(c *Config) bool {

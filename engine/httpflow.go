@@ -237,6 +237,7 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 			out = l.rewriteHead(c, out, rest[:n], hd)
 			h.downAtHead = c.bytesDown
 			h.sent++
+			l.e.stats.Listeners[c.ln.idx].Requests.Add(1)
 			if h.pending < 64 {
 				if string(hd.Method) == "HEAD" {
 					h.heads |= 1 << h.pending
