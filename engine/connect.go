@@ -155,7 +155,7 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 	}
 	var name, alpn []byte
 	if c.ln.spec.Scheme == balancer.SchemeTLS {
-		if parser.ParseClientHello(first, &l.hello) == nil {
+		if parser.ParseClientHello(first, l.e.opts.MaxHeaderBytes, &l.hello) == nil {
 			name = l.hello.ServerName
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)

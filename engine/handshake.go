@@ -149,11 +149,12 @@ func (l *loop) examine(c *conn) {
 		l.examineHTTP(c, data)
 		return
 	}
-	err := parser.ParseClientHello(data, &l.hello)
+	err := parser.ParseClientHello(data, l.e.opts.MaxHeaderBytes, &l.hello)
 	switch {
 	case err == nil:
 		// Until the backend's first byte, nothing was agreed: the
-		// ClientHello can go to another backend.
+		// ClientHello can go to another backend. An SSLv2-format one has no
+		// SNI and goes to the default route, if there is one.
 		c.flags |= fReplay
 		if l.e.opts.AccessLog != nil {
 			l.noteName(c, l.hello.ServerName, true)
@@ -161,6 +162,8 @@ func (l *loop) examine(c *conn) {
 		l.route(c, l.hello.ServerName)
 	case errors.Is(err, parser.ErrNeedMore):
 		l.needMore(c, len(data))
+	case errors.Is(err, parser.ErrTooLarge):
+		l.reject(c, rejTooLarge, nil, err)
 	case errors.Is(err, parser.ErrNotThisProtocol):
 		l.fr.Reset()
 		if _, _, herr := l.fr.Next(data, l.e.opts.MaxHeaderBytes); !errors.Is(herr, parser.ErrNotThisProtocol) {
