@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -12,50 +13,56 @@ import (
 	"github.com/portier/portier/proxyproto"
 )
 
-// accept takes up to acceptsPerEvent pending connections; it reports
-// whether more may be pending.
+// accept takes one pending connection; it reports whether more may be
+// pending. One per event: the level-triggered listener reports the next one
+// at the poller's next look (which follows every batch anyway), so a short
+// batch does not end with an accept4 that only returns EAGAIN.
 func (l *loop) accept(ln *conn) bool {
-	for i := 0; i < acceptsPerEvent; i++ {
-		fd, remote, err := l.accept4(ln.fd)
-		if err != nil {
-			switch err {
-			case unix.EAGAIN:
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.pauseAccept(err)
-			default:
-				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
-			}
-			return false
+	var fd int
+	var remote netip.AddrPort
+	for {
+		var err error
+		fd, remote, err = l.accept4(ln.fd)
+		if err == nil {
+			break
 		}
-		c := l.newConn(fd, kindClient)
-		c.state = stHandshake
-		c.ln = ln.ln
-		c.remote = remote
-		if err := l.register(fd); err != nil {
-			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
-			l.conns[fd] = nil
-			sysClose(fd)
-			c.reset()
-			l.free = append(l.free, c)
+		switch err {
+		case unix.EAGAIN:
+		case unix.EINTR, unix.ECONNABORTED:
 			continue
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.pauseAccept(err)
+		default:
+			l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
 		}
-		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
-			c.flags |= fTrusted
-		}
-		l.e.stats.Accepted.Add(1)
-		l.e.stats.Open.Add(1)
-		ls := &l.e.stats.Listeners[ln.ln.idx]
-		ls.Accepted.Add(1)
-		ls.Open.Add(1)
-		if l.e.opts.AccessLog != nil {
-			c.log = &connLog{wall: time.Now()}
-		}
-		l.setList(c, listHandshake)
-		if !c.ln.spec.AcceptProxy && !l.admit(c) {
-			continue
-		}
+		return false
+	}
+	c := l.newConn(fd, kindClient)
+	c.state = stHandshake
+	c.ln = ln.ln
+	c.remote = remote
+	if err := l.register(c); err != nil {
+		l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
+		l.conns[fd] = nil
+		sysClose(fd)
+		c.reset()
+		l.free = append(l.free, c)
+		return true
+	}
+	if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
+		c.flags |= fTrusted
+	}
+	l.e.stats.Accepted.Add(1)
+	l.e.stats.Open.Add(1)
+	ls := &l.e.stats.Listeners[ln.ln.idx]
+	ls.Accepted.Add(1)
+	ls.Open.Add(1)
+	if l.e.opts.AccessLog != nil {
+		c.log = &connLog{wall: time.Now()}
+	}
+	l.setList(c, listHandshake)
+	if !c.ln.spec.AcceptProxy {
+		l.admit(c)
 	}
 	return true
 }
