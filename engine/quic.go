@@ -415,7 +415,7 @@ func (l *loop) quicFeed(f *qflow, d []byte) {
 		l.quicEnd(f, OutcomeRejected, reasonForDrop(reason), err)
 		return
 	}
-	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), &l.hello); err != nil {
+	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), l.e.opts.MaxHeaderBytes, &l.hello); err != nil {
 		q.stats.Drops[QUICDropMalformed].Add(1)
 		l.quicEnd(f, OutcomeRejected, ReasonMalformed, err)
 		return
