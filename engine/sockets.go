@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"unsafe"
 
@@ -140,7 +141,7 @@ func (l *loop) armWrite(c *conn) {
 	if c.flags&fOutArmed == 0 {
 		c.flags |= fOutArmed
 		if err := l.epollCtl(unix.EPOLL_CTL_MOD, c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT|unix.EPOLLET); err != nil {
-			l.e.opts.Logger.Error("epoll mod failed", "err", err)
+			l.logLoop(slog.LevelError, kindPollFailed, "epoll mod failed", "", err)
 		}
 	}
 }
