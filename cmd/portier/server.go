@@ -35,7 +35,8 @@ type server struct {
 	ready  atomic.Bool
 	// onHealth publishes a local health change to the fleet; set before
 	// the checks start.
-	onHealth func(addr string, up bool)
+	onHealth     func(addr string, up bool)
+	stopReporter context.CancelFunc // nil without fleet health
 
 	mu          sync.Mutex // serialises rebuilds of the route table
 	cfg         *config.Config
@@ -283,17 +284,14 @@ func (s *server) startRedis(rc *config.Redis) error {
 	s.src = src
 	if rc.ShareHealth {
 		// Publishing runs off the checker's goroutine so that a slow Redis
-		// never delays checks; the TTL lets a report lapse if its author dies.
+		// never delays checks, in order, from one goroutine; the TTL lets a
+		// report lapse if its author dies.
 		ttl := 3 * max(s.cfg.Health.WithDefaults(balancer.HealthCheck{}).Interval, time.Second)
-		s.onHealth = func(addr string, up bool) {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				if err := src.ReportHealth(ctx, addr, !up, ttl); err != nil {
-					s.logger.Warn("fleet health report failed", "addr", addr, "err", err)
-				}
-			}()
-		}
+		rep := src.NewHealthReporter(ttl)
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopReporter = cancel
+		go rep.Run(ctx)
+		s.onHealth = func(addr string, up bool) { rep.Report(addr, !up) }
 	}
 	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
 		s.mu.Lock()
@@ -393,6 +391,9 @@ func (s *server) stopNow() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.adm.Shutdown(ctx)
 		cancel()
+	}
+	if s.stopReporter != nil {
+		s.stopReporter()
 	}
 	if s.src != nil {
 		_ = s.src.Close()
