@@ -39,6 +39,7 @@ type server struct {
 	stopReporter context.CancelFunc // nil without fleet health
 
 	mu          sync.Mutex // serialises rebuilds of the route table
+	buildHook   func()     // tests: runs at the start of each build, s.mu held
 	cfg         *config.Config
 	redisRoutes []balancer.RouteSpec // last routes Redis published in full; nil before the first
 	redisSeen   bool
@@ -64,26 +65,59 @@ func buildStatic(cfg *config.Config, h *balancer.Health) (*balancer.Table, error
 func (s *server) rebuild() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var t *balancer.Table
-	var err error
-	if !s.redisSeen {
-		t, err = buildStatic(s.cfg, s.health)
-	} else {
-		routes := mergeRoutes(s.cfg.Routes, s.redisView())
-		def := s.cfg.Default
-		if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
-			def = "" // the file's default was a Redis name that is gone
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
-		t, err = balancer.NewTable(ctx, routes, def, s.dynamicOptions())
-		cancel()
-	}
+	return s.rebuildLocked()
+}
+
+func (s *server) rebuildLocked() error {
+	t, err := s.buildLocked(s.cfg, false)
 	if err != nil {
 		return err
 	}
 	s.router.Store(t)
 	s.health.Track(t)
 	return nil
+}
+
+// buildLocked builds the table of cfg's routes overlaid with Redis's view,
+// resolving every backend once. With strict, a route of the file that
+// cannot be built (and that Redis does not override) fails the build: a
+// reloaded file that cannot be served as written is refused. s.mu is held,
+// so no Redis change lands between the build and its store.
+func (s *server) buildLocked(cfg *config.Config, strict bool) (*balancer.Table, error) {
+	if s.buildHook != nil {
+		s.buildHook()
+	}
+	if !s.redisSeen {
+		return buildStatic(cfg, s.health)
+	}
+	view := s.redisView()
+	routes := mergeRoutes(cfg.Routes, view)
+	def := cfg.Default
+	if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
+		def = "" // the file's default was a Redis name that is gone
+	}
+	opts := s.dynamicOptions()
+	var fileErr error
+	if strict {
+		fromRedis := make(map[string]bool, len(view))
+		for _, r := range view {
+			fromRedis[r.Name] = true
+		}
+		skip := opts.OnInvalid
+		opts.OnInvalid = func(route string, err error) {
+			if !fromRedis[route] && fileErr == nil {
+				fileErr = fmt.Errorf("route %s: %w", route, err)
+			}
+			skip(route, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	t, err := balancer.NewTable(ctx, routes, def, opts)
+	if err == nil {
+		err = fileErr
+	}
+	return t, err
 }
 
 // dynamicOptions are the table options with Redis routes in play: a bad
@@ -296,8 +330,9 @@ func (s *server) startRedis(rc *config.Redis) error {
 	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
 		s.mu.Lock()
 		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
+		err := s.rebuildLocked()
 		s.mu.Unlock()
-		if err := s.rebuild(); err != nil {
+		if err != nil {
 			s.logger.Error("route table rebuild failed; keeping the current one", "err", err)
 			return
 		}
@@ -326,34 +361,35 @@ func (s *server) redisStatus() func() admin.RedisStatus {
 
 // reload re-reads the config file: new routes and pools apply to new
 // connections, open ones are untouched. Settings that need new sockets or
-// loops are reported and keep their running values.
+// loops are reported and keep their running values. The table is built once
+// (validation and build are one step, each name resolved once) while holding
+// s.mu: a Redis change that arrives meanwhile waits and then applies to the
+// new configuration.
 func (s *server) reload(path string) {
 	cfg, err := config.Load(path)
-	if err == nil {
-		_, err = buildStatic(cfg, s.health)
-	}
 	if err != nil {
 		s.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
 	s.mu.Lock()
-	old := s.cfg
-	s.cfg = cfg
-	s.mu.Unlock()
-	if err := s.rebuild(); err != nil {
-		s.mu.Lock()
-		s.cfg = old
+	t, err := s.buildLocked(cfg, true)
+	if err != nil {
 		s.mu.Unlock()
-		s.logger.Error("reload failed; keeping the running configuration", "err", err)
+		s.logger.Error("reload failed; keeping the running configuration", "err", fmt.Errorf("%s: %w", path, err))
 		return
 	}
+	old := s.cfg
+	s.cfg = cfg
+	s.router.Store(t)
+	s.health.Track(t)
+	s.mu.Unlock()
 	if !slices.EqualFunc(old.Listeners, cfg.Listeners, sameListener) || old.Loops != cfg.Loops ||
 		old.Timeouts != cfg.Timeouts || old.Limits != cfg.Limits || old.Retries != cfg.Retries ||
 		(old.Redis == nil) != (cfg.Redis == nil) || (old.Admin == nil) != (cfg.Admin == nil) ||
 		(old.AccessLog == nil) != (cfg.AccessLog == nil) {
 		s.logger.Warn("reload: listeners, loops, timeouts, limits, retries, redis, admin and access_log changes need a restart; routes were reloaded")
 	}
-	s.logger.Info("reloaded", "config", path, "routes", s.router.Load().Len())
+	s.logger.Info("reloaded", "config", path, "routes", t.Len())
 }
 
 func sameListener(a, b config.Listener) bool {
