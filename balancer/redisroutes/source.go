@@ -38,7 +38,12 @@ type Options struct {
 	// change and is published at start, so a restart during an outage of
 	// Redis still has routes.
 	SnapshotFile string
-	Logger       *slog.Logger
+	// NotifyOff leaves the server's notify-keyspace-events as it is (a
+	// shared server's configuration is not portier's to change): changes
+	// then arrive by notification only if the server already sends them,
+	// else at each resync. By default the classes needed are added.
+	NotifyOff bool
+	Logger    *slog.Logger
 	// OnFleetHealth, if set, is told of backends that a member of the fleet
 	// reported down or up with ReportHealth. It is called from Run's
 	// goroutine, only when the state of addr changes.
@@ -417,8 +422,15 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 		if err == nil {
 			old := cur["notify-keyspace-events"]
 			if merged := mergeFlags(old, s.sc.notifyFlags()); merged != old {
+				if s.opts.NotifyOff {
+					on = false // the server does not send what is needed; we do not ask
+					continue
+				}
 				err = n.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
 			}
+		} else if s.opts.NotifyOff && isReplyError(err) {
+			on = false // CONFIG refused: whether it notifies is unknown; rely on resync
+			continue
 		}
 		if err != nil {
 			if !isReplyError(err) {
@@ -431,6 +443,11 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 			}
 			break
 		}
+	}
+	if s.opts.NotifyOff && !on && !s.notifyLogged {
+		s.notifyLogged = true
+		s.log.Warn("redis: the server does not send the keyspace notifications needed and notify_keyspace_events is off: changes apply at each resync",
+			"resync", s.opts.Resync, "need", s.sc.notifyFlags())
 	}
 	s.setStatus(func(st *Status) { st.Notifications = on })
 	return nil

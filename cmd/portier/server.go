@@ -302,7 +302,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 	opts := redisroutes.Options{
 		URL: rc.URL, Password: os.Getenv("PORTIER_REDIS_PASSWORD"),
 		SentinelMaster: rc.SentinelMaster, SentinelAddrs: rc.SentinelAddrs, ClusterAddrs: rc.ClusterAddrs,
-		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, Logger: s.logger,
+		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, NotifyOff: rc.NotifyOff, Logger: s.logger,
 		Delta: s.applyDelta,
 	}
 	if rc.ShareHealth {
