@@ -278,7 +278,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
-	msgs := make(chan *redis.Message, 1024)
+	in := newInbox(s.sc)
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -307,7 +307,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 			return false, err
 		}
 		wg.Add(1)
-		go s.receive(ctx, ps, msgs, errc, &wg)
+		go s.receive(ctx, ps, in, errc, &wg)
 	}
 
 	if err := s.fullSync(ctx, publish); err != nil {
@@ -330,17 +330,24 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 			return true, ctx.Err()
 		case err := <-errc:
 			return true, err
-		case m := <-msgs:
-			if m.Channel == healthChan {
-				s.healthMessage(m.Payload)
+		case <-in.wake:
+			keys, health, overflow := in.take()
+			for _, payload := range health {
+				s.healthMessage(payload)
+			}
+			if overflow {
+				// More changes than are worth reading one by one.
+				clear(pending)
+				flush = nil
+				if err := s.fullSync(ctx, publish); err != nil {
+					return true, err
+				}
 				continue
 			}
-			_, key, ok := strings.Cut(m.Channel, "__:")
-			if !ok || !s.sc.isRouteKey(key) {
-				continue
+			for key := range keys {
+				pending[key] = struct{}{}
 			}
-			pending[key] = struct{}{}
-			if flush == nil {
+			if len(pending) > 0 && flush == nil {
 				flush = time.After(coalesce)
 			}
 		case <-flush:
@@ -382,7 +389,7 @@ func awaitSubscriptions(ctx context.Context, ps *redis.PubSub, n int) error {
 // receive forwards the messages of ps until ctx is done or the connection
 // fails. A silent connection is probed with PING, so that a dead peer
 // without a reset still ends the session.
-func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *redis.Message, errc chan<- error, wg *sync.WaitGroup) {
+func (s *Source) receive(ctx context.Context, ps *redis.PubSub, in *inbox, errc chan<- error, wg *sync.WaitGroup) {
 	defer wg.Done()
 	probed := false
 	for {
@@ -403,11 +410,7 @@ func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *red
 		}
 		probed = false
 		if msg, ok := m.(*redis.Message); ok {
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
+			in.add(msg.Channel, msg.Payload) // never blocks: see inbox
 		}
 	}
 }
