@@ -107,6 +107,10 @@ type Redis struct {
 	Resync         time.Duration // full resync period (default 30s)
 	SnapshotFile   string        // last routes seen, loaded at start when Redis is down
 	ShareHealth    bool          // share backend health with the fleet through Redis (default true)
+	// NotifyOff (notify_keyspace_events: off) leaves the server's
+	// notify-keyspace-events alone; by default (auto) portier adds the
+	// classes it needs with CONFIG SET.
+	NotifyOff bool
 }
 
 // Error is a configuration error at a line of a file. Err is the underlying

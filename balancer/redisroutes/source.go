@@ -38,7 +38,12 @@ type Options struct {
 	// change and is published at start, so a restart during an outage of
 	// Redis still has routes.
 	SnapshotFile string
-	Logger       *slog.Logger
+	// NotifyOff leaves the server's notify-keyspace-events as it is (a
+	// shared server's configuration is not portier's to change): changes
+	// then arrive by notification only if the server already sends them,
+	// else at each resync. By default the classes needed are added.
+	NotifyOff bool
+	Logger    *slog.Logger
 	// OnFleetHealth, if set, is told of backends that a member of the fleet
 	// reported down or up with ReportHealth. It is called from Run's
 	// goroutine, only when the state of addr changes.
@@ -277,7 +282,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
-	msgs := make(chan *redis.Message, 1024)
+	in := newInbox(s.sc)
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -306,7 +311,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			return false, err
 		}
 		wg.Add(1)
-		go s.receive(ctx, ps, msgs, errc, &wg)
+		go s.receive(ctx, ps, in, errc, &wg)
 	}
 
 	if err := s.fullSync(ctx, publish); err != nil {
@@ -331,17 +336,24 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			return true, ctx.Err()
 		case err := <-errc:
 			return true, err
-		case m := <-msgs:
-			if m.Channel == healthChan {
-				s.healthMessage(m.Payload)
+		case <-in.wake:
+			keys, health, overflow := in.take()
+			for _, payload := range health {
+				s.healthMessage(payload)
+			}
+			if overflow {
+				// More changes than are worth reading one by one.
+				clear(pending)
+				flush = nil
+				if err := s.fullSync(ctx, publish); err != nil {
+					return true, err
+				}
 				continue
 			}
-			_, key, ok := strings.Cut(m.Channel, "__:")
-			if !ok || !s.sc.isRouteKey(key) {
-				continue
+			for key := range keys {
+				pending[key] = struct{}{}
 			}
-			pending[key] = struct{}{}
-			if flush == nil {
+			if len(pending) > 0 && flush == nil {
 				flush = time.After(coalesce)
 			}
 		case <-flush:
@@ -379,7 +391,7 @@ func awaitSubscriptions(ctx context.Context, ps *redis.PubSub, n int) error {
 // receive forwards the messages of ps until ctx is done or the connection
 // fails. A silent connection is probed with PING, so that a dead peer
 // without a reset still ends the session.
-func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *redis.Message, errc chan<- error, wg *sync.WaitGroup) {
+func (s *Source) receive(ctx context.Context, ps *redis.PubSub, in *inbox, errc chan<- error, wg *sync.WaitGroup) {
 	defer wg.Done()
 	probed := false
 	for {
@@ -400,11 +412,7 @@ func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *red
 		}
 		probed = false
 		if msg, ok := m.(*redis.Message); ok {
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
+			in.add(msg.Channel, msg.Payload) // never blocks: see inbox
 		}
 	}
 }
@@ -419,8 +427,15 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 		if err == nil {
 			old := cur["notify-keyspace-events"]
 			if merged := mergeFlags(old, s.sc.notifyFlags()); merged != old {
+				if s.opts.NotifyOff {
+					on = false // the server does not send what is needed; we do not ask
+					continue
+				}
 				err = n.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
 			}
+		} else if s.opts.NotifyOff && isReplyError(err) {
+			on = false // CONFIG refused: whether it notifies is unknown; rely on resync
+			continue
 		}
 		if err != nil {
 			if !isReplyError(err) {
@@ -433,6 +448,11 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 			}
 			break
 		}
+	}
+	if s.opts.NotifyOff && !on && !s.notifyLogged {
+		s.notifyLogged = true
+		s.log.Warn("redis: the server does not send the keyspace notifications needed and notify_keyspace_events is off: changes apply at each resync",
+			"resync", s.opts.Resync, "need", s.sc.notifyFlags())
 	}
 	s.setStatus(func(st *Status) { st.Notifications = on })
 	return nil
