@@ -189,6 +189,8 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 		Logger:              logger,
 		AccessLog:           s.alog,
 	}
+	opts.QUIC = engine.QUICOptions{MaxFlows: cfg.Limits.MaxFlows, MaxFlowsPerIP: cfg.Limits.MaxFlowsPerIP,
+		IdleTimeout: cfg.Timeouts.QUICIdle}
 	if loops > 0 {
 		opts.Loops = loops
 	}
@@ -230,8 +232,11 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 
 func listenerSpec(ln config.Listener) engine.ListenerSpec {
 	scheme := balancer.SchemeHTTP
-	if ln.Protocol == "tls" {
+	switch ln.Protocol {
+	case "tls":
 		scheme = balancer.SchemeTLS
+	case "quic":
+		scheme = balancer.SchemeQUIC
 	}
 	spec := engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
 		AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies}
