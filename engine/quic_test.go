@@ -23,6 +23,7 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
 )
 
@@ -485,4 +486,53 @@ func mustUDPAddr(t testing.TB, s string) *net.UDPAddr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// One access log line per flow, written when it ends.
+func TestQUICAccessLog(t *testing.T) {
+	flight := captureInitials(t, "a.test")
+	be, _ := quicResponder(t)
+	path := t.TempDir() + "/access.log"
+	al, err := accesslog.Open(accesslog.Options{Path: path, Format: "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "",
+		func(o *Options) {
+			o.AccessLog = al
+			o.QUIC.IdleTimeout = 300 * time.Millisecond
+		})
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, d := range flight {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.QUICStats().Flows != 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := string(b)
+	for _, want := range []string{`"listener":"h3"`, `"name":"a.test"`, `"backend":"` + be + `"`, `"outcome":"idle_timeout"`, c.LocalAddr().String()} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log %q lacks %s", line, want)
+		}
+	}
+	if n := strings.Count(line, "\n"); n != 1 {
+		t.Errorf("%d lines, want 1: %s", n, line)
+	}
 }
