@@ -236,6 +236,8 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 	}
+	opts.QUIC = engine.QUICOptions{MaxFlows: cfg.Limits.MaxFlows, MaxFlowsPerIP: cfg.Limits.MaxFlowsPerIP,
+		IdleTimeout: cfg.Timeouts.QUICIdle}
 	if ro.loops > 0 {
 		opts.Loops = ro.loops
 	}
@@ -277,8 +279,11 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 
 func listenerSpec(ln config.Listener) engine.ListenerSpec {
 	scheme := balancer.SchemeHTTP
-	if ln.Protocol == "tls" {
+	switch ln.Protocol {
+	case "tls":
 		scheme = balancer.SchemeTLS
+	case "quic":
+		scheme = balancer.SchemeQUIC
 	}
 	spec := engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
 		AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies}
