@@ -63,11 +63,12 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up waiting for portier after this long")
 	resync := flag.Duration("resync", 15*time.Second, "portier's full resync period")
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, config, snapshot)")
+	prebuilt := flag.String("portier", "", "run this portier binary instead of building the working tree's (to compare versions in one sitting)")
 	flag.Parse()
 	if *n < 1 {
 		fatalf("-n must be at least 1")
 	}
-	if err := run(*n, *timeout, *resync, *keep); err != nil {
+	if err := run(*n, *timeout, *resync, *keep, *prebuilt); err != nil {
 		fatalf("%v", err)
 	}
 }
@@ -90,7 +91,7 @@ type results struct {
 	snapshotRead, snapshotLoad time.Duration
 }
 
-func run(n int, timeout, resync time.Duration, keep bool) (err error) {
+func run(n int, timeout, resync time.Duration, keep bool, prebuilt string) (err error) {
 	dir, err := os.MkdirTemp("", "redisload-")
 	if err != nil {
 		return err
@@ -101,11 +102,14 @@ func run(n int, timeout, resync time.Duration, keep bool) (err error) {
 		defer os.RemoveAll(dir)
 	}
 
-	bin := filepath.Join(dir, "portier")
-	build := exec.Command("go", "build", "-o", bin, "github.com/portier/portier/cmd/portier")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build portier: %w", err)
+	bin := prebuilt
+	if bin == "" {
+		bin = filepath.Join(dir, "portier")
+		build := exec.Command("go", "build", "-o", bin, "github.com/portier/portier/cmd/portier")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build portier: %w", err)
+		}
 	}
 
 	backend, stopBackend, err := startBackend()
