@@ -832,7 +832,7 @@ func BenchmarkLoad(b *testing.B) {
 			for start := 0; start < n; start += 10_000 {
 				pipe := c.Pipeline()
 				for i := start; i < min(start+10_000, n); i++ {
-					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255))
+					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.0.0.%d:8080", i%50))
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
 					b.Fatal(err)

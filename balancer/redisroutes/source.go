@@ -51,11 +51,13 @@ type Options struct {
 	// Delta, if set, receives the changes that keyspace notifications
 	// report, as routes to add or replace (set) and names to remove (del),
 	// instead of a publish of every route: with a million routes, sorting
-	// and rebuilding everything for one RPUSH takes seconds. Full syncs (at
-	// start, after a reconnect, and at the first resync after deltas, which
-	// also rewrites the snapshot file of stores over 100,000 routes) still
-	// go to publish. Called from Run's goroutine, never concurrently with
-	// publish.
+	// and rebuilding everything for one RPUSH takes seconds. Full syncs go
+	// to publish at start, after a reconnect, when a resync finds changes
+	// the deltas missed, and when a resync finds more than 1% of the routes
+	// (at least 1,000) changed by deltas since the last full publish, to
+	// fold them into a fresh table. A resync rewrites the snapshot file of
+	// stores over 100,000 routes after deltas. Called from Run's goroutine,
+	// never concurrently with publish.
 	Delta func(set []balancer.RouteSpec, del []string)
 }
 
@@ -105,7 +107,7 @@ type Source struct {
 	multi         map[string]map[string][]string
 	problems      map[string]string // by key: last problem logged
 	havePublished bool
-	stale         bool // deltas went out since view: the next full sync publishes all
+	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
 	notifyLogged  bool
 	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
@@ -493,16 +495,30 @@ func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet))
 	}
 	// Status first: a publish observer may look at it at once.
 	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
-	if s.havePublished && !s.stale && set.Len() == s.view.Len() && set.Digest() == s.view.Digest() {
+	if s.havePublished && set.Len() == s.count && set.Digest() == s.view.DigestWith(s.over) {
+		// Nothing was missed. The deltas since the last full publish stay
+		// overlaid on the table (rebuilding a million routes would double
+		// the memory for a moment) until they are many.
+		if len(s.over) > compactAfter(s.count) {
+			s.publishFull(set, publish)
+		} else if s.snapshotStale {
+			s.snapshotStale = false
+			s.writeSnapshot(set)
+		}
 		return nil
 	}
 	s.publishFull(set, publish)
 	return nil
 }
 
+// compactAfter is how many changes made by deltas a full sync that finds
+// nothing new leaves overlaid on a table of n routes before it publishes
+// every route again, which builds a fresh table without the overlays.
+func compactAfter(n int) int { return max(1000, n/100) }
+
 // publishFull publishes every route and writes the snapshot file.
 func (s *Source) publishFull(set *balancer.RouteSet, publish func(*balancer.RouteSet)) {
-	s.view, s.over, s.count, s.stale = set, nil, set.Len(), false
+	s.view, s.over, s.count, s.snapshotStale = set, nil, set.Len(), false
 	s.setStatus(func(st *Status) { st.Routes = set.Len() })
 	publish(set)
 	s.havePublished = true
@@ -583,9 +599,8 @@ func (s *Source) readPending(ctx context.Context, pending map[string]struct{}, t
 }
 
 // publishChanges publishes the routes of the touched names: to
-// Options.Delta when set (the published set is then stale: the next full
-// sync publishes everything and writes the snapshot of large stores), else
-// as a new full set.
+// Options.Delta when set (overlaid on the last full publish; see
+// fullSync), else as a new full set.
 func (s *Source) publishChanges(touched map[string][]string, publish func(*balancer.RouteSet)) {
 	if len(touched) == 0 {
 		return
@@ -637,13 +652,14 @@ func (s *Source) publishChanges(touched map[string][]string, publish func(*balan
 		}
 		s.over[set[i].Name] = &set[i]
 	}
-	s.stale = true
 	s.setStatus(func(st *Status) { st.Routes = s.count })
 	s.opts.Delta(set, del)
 	// The snapshot holds every route: rewriting it per change is cheap for
 	// small stores; large ones get it at the next resync.
-	if s.opts.SnapshotFile != "" && s.count <= snapshotPerChange {
-		if cur, err := s.view.With(s.over); err == nil {
+	if s.opts.SnapshotFile != "" {
+		if s.count > snapshotPerChange {
+			s.snapshotStale = true
+		} else if cur, err := s.view.With(s.over); err == nil {
 			s.writeSnapshot(cur)
 		}
 	}
