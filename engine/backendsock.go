@@ -19,7 +19,7 @@ func (l *loop) backendSockaddr(b *balancer.Backend) (family int, sa unsafe.Point
 		sa, salen = l.sa.Unix(b.Spec.Path)
 		return unix.AF_UNIX, sa, salen
 	}
-	return l.rawSockaddr(b.Addr)
+	return l.sa.Inet(b.Addr)
 }
 
 // bindSource binds a backend socket of b to client c's address (the one a
