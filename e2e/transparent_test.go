@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -363,5 +364,27 @@ routes:
 	// With the capability the same file is fine.
 	if out, code := runPortier(t, "-check", "-config", cfg); code != 0 {
 		t.Errorf("-check with the capability: exit %d\n%s", code, out)
+	}
+
+	// A running portier without the capability refuses a reload that adds
+	// source=client and keeps serving its running configuration.
+	plain := strings.Replace(yaml, "?source=client", "", 1)
+	p := startPortierVia(t, drop[:len(drop)-1], plain)
+	running := opsConfigPath(t, p)
+	if err := os.WriteFile(running, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logText(), "reload failed; keeping the running configuration") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := p.logText(); !strings.Contains(log, "reload failed; keeping the running configuration") || !strings.Contains(log, "source=client needs the CAP_NET_ADMIN capability") {
+		t.Errorf("reload adding source=client without the capability:\n%s", log)
+	}
+	if err := p.stop(t); err != nil {
+		t.Errorf("portier exit: %v", err)
 	}
 }
