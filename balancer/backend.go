@@ -23,6 +23,9 @@ type Scheme uint8
 const (
 	SchemeHTTP Scheme = 1
 	SchemeTLS  Scheme = 2
+	SchemeQUIC Scheme = 3 // QUIC over UDP, routed by the SNI of its Initial packets
+
+	schemeLast = SchemeQUIC
 )
 
 // String returns the URL scheme name ("http", "tls").
@@ -32,6 +35,8 @@ func (s Scheme) String() string {
 		return "http"
 	case SchemeTLS:
 		return "tls"
+	case SchemeQUIC:
+		return "quic"
 	}
 	return "scheme(" + strconv.Itoa(int(s)) + ")"
 }
@@ -67,7 +72,7 @@ const MaxWeight = 1000
 // or "http+unix:///run/app/web.sock".
 type BackendSpec struct {
 	Raw    string        // the URL as written
-	Scheme Scheme        // SchemeHTTP or SchemeTLS
+	Scheme Scheme        // SchemeHTTP, SchemeTLS or SchemeQUIC
 	Host   string        // IP literal (without brackets) or lower-case host name; "" for a unix socket
 	Port   uint16        // explicit, or 80 for http and 443 for tls; 0 for a unix socket
 	Path   string        // http+unix:// and tls+unix://: the socket's absolute path
@@ -91,13 +96,15 @@ func parseBackend(raw string) (BackendSpec, error) {
 	spec := BackendSpec{Raw: raw, Weight: 1}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return spec, errors.New("missing scheme (want http://, tls://, http+unix:// or tls+unix://)")
+		return spec, errors.New("missing scheme (want http://, tls://, quic://, http+unix:// or tls+unix://)")
 	}
 	switch strings.ToLower(scheme) {
 	case "http":
 		spec.Scheme, spec.Port = SchemeHTTP, 80
 	case "tls":
 		spec.Scheme, spec.Port = SchemeTLS, 443
+	case "quic":
+		spec.Scheme, spec.Port = SchemeQUIC, 443
 	case "http+unix":
 		spec.Scheme = SchemeHTTP
 		return parseUnixBackend(spec, rest)
@@ -105,7 +112,7 @@ func parseBackend(raw string) (BackendSpec, error) {
 		spec.Scheme = SchemeTLS
 		return parseUnixBackend(spec, rest)
 	default:
-		return spec, fmt.Errorf("unknown scheme %q (want http, tls, http+unix or tls+unix)", scheme)
+		return spec, fmt.Errorf("unknown scheme %q (want http, tls, quic, http+unix or tls+unix)", scheme)
 	}
 
 	authority, query, hasQuery := strings.Cut(rest, "?")
@@ -229,10 +236,16 @@ func parseOptions(spec *BackendSpec, query string) error {
 		case "proxy":
 			idx = 1
 			switch val {
-			case "v1":
+			case "v1", "v2":
+				if spec.Scheme == SchemeQUIC {
+					// Datagrams are forwarded unchanged; a PROXY header would
+					// not be QUIC (see the README on client addresses).
+					return errors.New("proxy is not supported for quic backends")
+				}
 				spec.Proxy = ProxyV1
-			case "v2":
-				spec.Proxy = ProxyV2
+				if val == "v2" {
+					spec.Proxy = ProxyV2
+				}
 			default:
 				return fmt.Errorf("proxy %q: want v1 or v2", val)
 			}

@@ -38,8 +38,8 @@ func TestParseBackend(t *testing.T) {
 	}
 
 	bad := []struct{ raw, err string }{
-		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http, tls, http+unix or tls+unix)`},
-		{"127.0.0.1:9001", `missing scheme (want http://, tls://, http+unix:// or tls+unix://)`},
+		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
+		{"127.0.0.1:9001", `missing scheme (want http://, tls://, quic://, http+unix:// or tls+unix://)`},
 		{"https://x", `unknown scheme "https"`},
 		{"http://", `missing host`},
 		{"http://:80", `missing host`},

@@ -298,6 +298,8 @@ type BackendState struct {
 	Active    int64
 	LastCheck time.Time // zero before the first active check
 	LastError string    // of the last active check; "" when it passed
+	// ConnectFailures counts failed connects to the address (each retry).
+	ConnectFailures int64
 }
 
 // States returns the state of every tracked backend address, sorted by
@@ -311,7 +313,7 @@ func (h *Health) States() []BackendState {
 			Addr: s.addr, Scheme: s.key.scheme,
 			Up: s.localUp(), FleetDown: s.fleetDown.Load(),
 			Draining: s.specDrain || s.drain.Load(), Active: s.active.Load(),
-			LastCheck: s.lastCheck, LastError: s.lastErr,
+			LastCheck: s.lastCheck, LastError: s.lastErr, ConnectFailures: s.failures.Load(),
 		}
 		s.mu.Unlock()
 		out = append(out, bs)
@@ -422,6 +424,9 @@ var proxyV2Local = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if s.key.scheme == SchemeQUIC {
+		return probeQUIC(ctx, s.addr)
+	}
 	var d net.Dialer
 	network, address := "tcp", s.addr
 	if s.key.path != "" {

@@ -56,5 +56,5 @@ func (l *loop) dialFailed(c *conn, b *balancer.Backend, err error) {
 	}
 	l.e.stats.ConnectFailures.Add(1)
 	c.failed = b
-	l.e.opts.Logger.Warn("backend connect failed", "client", c.remote, "route", c.pool.Name, "backend", b.AddrText, "err", err)
+	l.logBackendFailed(c, b, "backend connect failed", err)
 }

@@ -147,7 +147,7 @@ func (l *loop) backendFailed(c *conn, b *balancer.Backend, msg string, err error
 	l.e.stats.ConnectFailures.Add(1)
 	b.ConnectFailed()
 	c.failed = b
-	l.e.opts.Logger.Warn(msg, "client", c.remote, "route", c.pool.Name, "backend", b.AddrText, "err", err)
+	l.logBackendFailed(c, b, msg, err)
 }
 
 // proxyHeader renders the PROXY protocol header announcing c's client to its
@@ -167,8 +167,13 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
 		}
-	} else if parser.ParseRequestHead(first, &l.head) == nil {
-		name = l.head.Host
+	} else if c.h.pre > 0 {
+		name = c.h.fr.Head.Host // the first head, framed when routed
+	} else {
+		l.fr.Reset()
+		if _, _, err := l.fr.Next(first, l.e.opts.MaxHeaderBytes); err == nil {
+			name = l.fr.Head.Host
+		}
 	}
 	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
 }

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
@@ -11,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/eventlog"
 	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
@@ -48,15 +51,21 @@ type loop struct {
 	readySpare []*conn
 	readyQueue bool
 
-	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+	acceptPaused int  // ticks left before listeners are re-armed after EMFILE
+	lnArmed      bool // the listening sockets are in the poller
+	// limited: accepting paused at max_connections; resumeQueued: an
+	// unlimitTask is on its way. Both are read by other loops.
+	limited, resumeQueued atomic.Bool
 
 	hello parser.ClientHello
-	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 
 	httpFree []*httpConn
-	rec      accesslog.Record // scratch for the access log (copied by Log)
+	rec      accesslog.Record    // scratch for the access log (copied by Log)
+	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	ev       *eventlog.Producer  // this loop's event log queue
+	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
 	sa     rawsock.Sockaddr // a backend's address, for connect
@@ -65,7 +74,11 @@ type loop struct {
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask queue.Func
+	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+
+	exited chan struct{} // closed when run has returned
+
+	q *quicLoop // nil without quic listeners
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -73,13 +86,18 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	if e.opts.AccessLog != nil {
+		l.alog = e.opts.AccessLog.Producer()
+	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
 		return gerrors.ErrEngineShutdown
@@ -97,12 +115,13 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
-		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
 }
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -113,6 +132,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -152,6 +172,9 @@ func (l *loop) setConn(fd int, c *conn) {
 }
 
 func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}

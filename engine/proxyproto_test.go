@@ -96,7 +96,7 @@ func TestAcceptProxyFromTrustedOnly(t *testing.T) {
 	if resp := rawExchange(t, p.httpAddr, []byte(req)); len(resp) != 0 {
 		t.Errorf("no PROXY header: got %q, want a close", resp)
 	}
-	if !strings.Contains(p.log.String(), "missing or malformed PROXY header") {
+	if !p.log.has("missing or malformed PROXY header") {
 		t.Error("no log line for the missing header")
 	}
 	// Not from a trusted proxy: closed and logged.

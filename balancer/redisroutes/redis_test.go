@@ -33,7 +33,8 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
-func (r *recorder) publish(routes []balancer.RouteSpec) {
+func (r *recorder) publish(set *balancer.RouteSet) {
+	routes := set.Sorted()
 	r.mu.Lock()
 	if r.busy {
 		r.overlap = true

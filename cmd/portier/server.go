@@ -40,7 +40,7 @@ type server struct {
 
 	mu          sync.Mutex // serialises rebuilds of the route table
 	cfg         *config.Config
-	redisRoutes []balancer.RouteSpec // last routes Redis published in full; nil before the first
+	redisRoutes *balancer.RouteSet // last routes Redis published in full; nil before the first
 	redisSeen   bool
 	// redisDelta holds the routes Redis changed since its last full publish
 	// (nil: removed), applied on top of redisRoutes.
@@ -69,14 +69,7 @@ func (s *server) rebuild() error {
 	if !s.redisSeen {
 		t, err = buildStatic(s.cfg, s.health, s.hc)
 	} else {
-		routes := mergeRoutes(s.cfg.Routes, s.redisView())
-		def := s.cfg.Default
-		if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
-			def = "" // the file's default was a Redis name that is gone
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
-		t, err = balancer.NewTable(ctx, routes, def, s.dynamicOptions())
-		cancel()
+		t, err = s.buildWithRedis()
 	}
 	if err != nil {
 		return err
@@ -94,9 +87,37 @@ func (s *server) dynamicOptions() balancer.TableOptions {
 	}}
 }
 
-// redisView is Redis's routes: the last full publish with the deltas since.
-func (s *server) redisView() []balancer.RouteSpec {
-	return balancer.Overlay(s.redisRoutes, s.redisDelta)
+// buildWithRedis builds the table of the file's routes overlaid with
+// Redis's: the last full publish with the deltas since, streamed into the
+// builder (a million routes are not copied into a list first). A name in
+// Redis overrides the same name in the file.
+func (s *server) buildWithRedis() (*balancer.Table, error) {
+	inRedis := func(name string) bool {
+		if r, ok := s.redisDelta[name]; ok {
+			return r != nil
+		}
+		return s.redisRoutes.Has(name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	b := balancer.NewBuilder(ctx, len(s.cfg.Routes)+s.redisRoutes.Len(), s.dynamicOptions())
+	for _, r := range s.cfg.Routes {
+		if !inRedis(r.Name) {
+			if err := b.Add(r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := b.AddSet(s.redisRoutes, s.redisDelta); err != nil {
+		return nil, err
+	}
+	def := s.cfg.Default
+	if def != "" {
+		if n, err := balancer.NormalizeRouteName(def); err == nil && !b.Has(n) {
+			def = "" // the file's default was a Redis name that is gone
+		}
+	}
+	return b.Table(def)
 }
 
 // applyDelta applies a few changed Redis routes to the current table with
@@ -136,25 +157,15 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 		"changed", len(set), "removed", len(del))
 }
 
-// mergeRoutes returns static with every route that overlay names replaced,
-// followed by overlay's other routes.
-func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
-	over := make(map[string]bool, len(overlay))
-	for _, r := range overlay {
-		over[r.Name] = true
-	}
-	out := make([]balancer.RouteSpec, 0, len(static)+len(overlay))
-	for _, r := range static {
-		if !over[r.Name] {
-			out = append(out, r)
-		}
-	}
-	return append(out, overlay...)
-}
-
 // startServer builds and starts everything for cfg. On error, what was
 // started is stopped again.
-func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server, err error) {
+// runOptions are the command line's settings that the config file does not hold.
+type runOptions struct {
+	loops              int // overrides cfg.Loops when > 0
+	logQueue, logBurst int // engine.Options.LogQueue, LogBurst
+}
+
+func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
 	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false)}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
@@ -186,12 +197,15 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		PerIPv6Prefix:       cfg.Limits.PerIPIPv6Prefix,
 		Retries:             cfg.Retries,
 		Logger:              logger,
+		LogQueue:            ro.logQueue,
+		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 	}
-	if loops > 0 {
-		opts.Loops = loops
+	if ro.loops > 0 {
+		opts.Loops = ro.loops
 	}
 	for _, ln := range cfg.Listeners {
 		opts.Listeners = append(opts.Listeners, listenerSpec(ln))
@@ -287,7 +301,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 			}()
 		}
 	}
-	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
+	go src.Run(context.Background(), func(routes *balancer.RouteSet) {
 		s.mu.Lock()
 		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
 		s.mu.Unlock()
@@ -296,7 +310,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 			return
 		}
 		s.ready.Store(true)
-		s.logger.Info("routes updated from redis", "redis_routes", len(routes), "routes", s.router.Load().Len())
+		s.logger.Info("routes updated from redis", "redis_routes", routes.Len(), "routes", s.router.Load().Len())
 	})
 	return nil
 }
