@@ -82,7 +82,7 @@ func udpSocket(ap netip.AddrPort) (int, netip.AddrPort, error) {
 // here; today the kernel picks portier's own address and an ephemeral port.
 func (l *loop) quicBackendSocket(backend, client netip.AddrPort) (int, error) {
 	_ = client // for transparent binding
-	fam, sa, salen := l.rawSockaddr(backend)
+	fam, sa, salen := l.sa.Inet(backend)
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(fam), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
 		return -1, e
