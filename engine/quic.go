@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -415,7 +416,7 @@ func (l *loop) quicFeed(f *qflow, d []byte) {
 		l.quicEnd(f, OutcomeRejected, reasonForDrop(reason), err)
 		return
 	}
-	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), &l.hello); err != nil {
+	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), l.e.opts.MaxHeaderBytes, &l.hello); err != nil {
 		q.stats.Drops[QUICDropMalformed].Add(1)
 		l.quicEnd(f, OutcomeRejected, ReasonMalformed, err)
 		return
@@ -516,7 +517,9 @@ func (l *loop) quicBackendFailed(f *qflow, b *balancer.Backend, err error) {
 		b.ConnectFailed()
 	}
 	f.failed = b
-	l.e.opts.Logger.Warn("quic backend failed", "client", f.key.addr, "route", f.pool.Name, "backend", b.Addr, "err", err)
+	e := l.event(slog.LevelWarn, kindBackendFailed, "quic backend failed")
+	e.Client, e.Route, e.Backend, e.Err = f.key.addr, f.pool.Name, b.AddrText, err
+	l.logEvent()
 }
 
 // quicBackendGone handles a backend that is unreachable (ICMP port
@@ -636,14 +639,15 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 	if outcome == OutcomeRejected {
 		l.e.stats.Rejects[reason].Add(1)
 	}
-	if outcome == OutcomeRejected && err == nil {
-		l.e.opts.Logger.Warn("rejected", "listener", f.ln.spec.Name, "client", f.key.addr.String(),
-			"reason", reason.String(), "name", f.name)
-	} else if err != nil && outcome == OutcomeRejected {
-		l.e.opts.Logger.Warn("rejected", "listener", f.ln.spec.Name, "client", f.key.addr.String(),
-			"reason", reason.String(), "err", err)
+	if outcome == OutcomeRejected {
+		e := l.event(slog.LevelWarn, uint8(reason), "rejected")
+		e.Listener, e.Client, e.Reason, e.Detail = f.ln.spec.Name, f.key.addr, reason.String(), err
+		if f.name != "" {
+			e.SetName([]byte(f.name))
+		}
+		l.logEvent()
 	}
-	if al := l.e.opts.AccessLog; al != nil {
+	if l.alog != nil {
 		r := &q.rec
 		*r = accesslog.Record{Start: f.start, Duration: time.Since(f.start), Listener: f.ln.spec.Name,
 			Client: f.key.addr, Name: f.name, Backend: backend, BytesUp: f.up, BytesDown: f.down,
@@ -651,7 +655,7 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 		if outcome == OutcomeRejected {
 			r.Reason = reason.String()
 		}
-		al.Log(r)
+		l.alog.Log(r)
 	}
 }
 
