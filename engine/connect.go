@@ -54,7 +54,7 @@ func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
 	if fam != unix.AF_UNIX {
 		sysNoDelay(fd)
 	}
-	if err := l.bindSource(fd, fam, c, b); err != nil {
+	if err := l.bindSource(fd, fam, c.remote, b); err != nil {
 		sysClose(fd)
 		return nil, err
 	}

@@ -485,7 +485,7 @@ func (l *loop) quicConnect(f *qflow) {
 			break
 		}
 		f.tries++
-		fd, err := l.quicBackendSocket(b.Addr, f.key.addr)
+		fd, err := l.quicBackendSocket(b, f.key.addr)
 		if err == nil {
 			l.pa.FD = fd
 			if err = l.poller.AddRead(&l.pa, false); err != nil {
@@ -517,7 +517,9 @@ func (l *loop) quicConnect(f *qflow) {
 
 func (l *loop) quicBackendFailed(f *qflow, b *balancer.Backend, err error) {
 	l.e.stats.ConnectFailures.Add(1)
-	b.ConnectFailed()
+	if !isSourceError(err) { // the host's setup, not the backend's health
+		b.ConnectFailed()
+	}
 	f.failed = b
 	e := l.event(slog.LevelWarn, kindBackendFailed, "quic backend failed")
 	e.Client, e.Route, e.Backend, e.Err = f.key.addr, f.pool.Name, b.AddrText, err
