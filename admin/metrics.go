@@ -38,6 +38,7 @@ type collector struct {
 	redisSkipped, redisNotifications         *prometheus.Desc
 	logDropped, logWritten                   *prometheus.Desc
 	down                                     routesDownCache
+	route                                    routeDescs
 }
 
 func newCollector(opts Options) *collector {
@@ -47,6 +48,7 @@ func newCollector(opts Options) *collector {
 	return &collector{
 		opts:            opts,
 		now:             time.Now,
+		route:           newRouteDescs(),
 		accepted:        d("connections_accepted_total", "Client connections accepted.", "listener"),
 		open:            d("connections_open", "Client connections currently open.", "listener"),
 		conns:           d("connections_total", "Client connections ended, by outcome.", "listener", "outcome"),
@@ -92,6 +94,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.logDropped
 		ch <- c.logWritten
 	}
+	c.describeRoutes(ch)
 }
 
 // Collect reads the current values.
@@ -151,6 +154,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.logDropped, float64(c.opts.AccessLog.Dropped()))
 		counter(c.logWritten, float64(c.opts.AccessLog.Written()))
 	}
+	c.collectRoutes(ch)
 }
 
 // collectHealth emits one backend_up per (address, scheme) and one

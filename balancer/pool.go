@@ -17,7 +17,8 @@ const maxSeq = 4096
 type Pool struct {
 	Name      string
 	Algorithm Algorithm
-	Backends  []*Backend // all backends, draining ones included
+	Backends  []*Backend  // all backends, draining ones included
+	Stats     *RouteStats // per-route metrics; nil unless the route asks for them
 
 	// next is the round-robin counter; p2c draws its random numbers from it
 	// too (splitmix64 over the counter).

@@ -23,6 +23,7 @@ type RouteSpec struct {
 	Backends []string
 	Balance  Algorithm   // zero: round robin
 	Health   HealthCheck // zero fields: the Health's defaults, then the package's
+	Metrics  bool        // per-route metrics (TableOptions.RouteStats)
 }
 
 // TableOptions configures NewTable.
@@ -48,6 +49,10 @@ type TableOptions struct {
 	// Logger receives passive "backend down"/"backend up" for tables built
 	// without Health; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// RouteStats, when set, gives the pools of routes with Metrics their
+	// counters (kept across tables). nil: no per-route metrics.
+	RouteStats *RouteStatsSet
 }
 
 // routeSet holds the routes of one scheme.
@@ -124,6 +129,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				continue
 			}
 			p := newPool(name, r.Balance, byScheme[s], maxSeq)
+			p.Stats = opts.RouteStats.forRoute(name, r.Metrics)
 			if name == "*" {
 				t.sets[s].catchAll = p
 			} else if suffix, ok := strings.CutPrefix(name, "*."); ok {
@@ -134,7 +140,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				t.sets[s].exact[name] = p
 			}
 		}
-		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health})
+		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health, Metrics: r.Metrics})
 	}
 	def := ""
 	if defaultName != "" {

@@ -78,6 +78,8 @@ type Config struct {
 	Retries   int        // further backends tried after a failed connect (default 2; -1: none)
 	Admin     *Admin     // nil: no admin server
 	AccessLog *AccessLog // nil: no access log
+	// RouteMetrics: top routes by traffic in the metrics; nil: off.
+	RouteMetrics *RouteMetrics
 }
 
 // Admin configures the admin HTTP server (metrics, pprof, health, routes).
@@ -331,7 +333,7 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 	}
 	var defaultNode, listenersNode *yaml.Node
 	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
-		"redis", "health", "retries", "admin", "access_log"}
+		"redis", "health", "retries", "admin", "access_log", "route_metrics"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -354,6 +356,8 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return p.admin(v, cfg)
 		case "access_log":
 			return p.accessLog(v, cfg)
+		case "route_metrics":
+			return p.routeMetrics(v, cfg)
 		case "retries":
 			n, err := p.integer(v, key)
 			if err != nil {
@@ -554,6 +558,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		return p.errorf(n, "routes", "want a mapping of route name to backend URLs, got %s", kindName(n))
 	}
 	seen := map[string]int{}
+	withMetrics := 0
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!null" {
@@ -572,7 +577,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
 			var list *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health"}, func(key string, k, fv *yaml.Node) error {
+			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -588,6 +593,8 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 					r.Balance = a
 				case "health":
 					return p.health(fv, path+".health", &r.Health)
+				case "metrics":
+					return p.routeMetricsFlag(fv, path+".metrics", &r, &withMetrics)
 				}
 				return nil
 			})

@@ -23,6 +23,7 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/routetop"
 )
 
 // ListenerSpec describes one listening address.
@@ -67,6 +68,9 @@ type Options struct {
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
+	// RouteTop, if set, is told each routed connection's name and bytes
+	// when it ends (top routes by traffic).
+	RouteTop *routetop.Top
 }
 
 func (o *Options) setDefaults() {
