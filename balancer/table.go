@@ -24,6 +24,7 @@ type RouteSpec struct {
 	Balance  Algorithm   // zero: round robin
 	Health   HealthCheck // zero fields: the Health's defaults, then the package's
 	Metrics  bool        // per-route metrics (TableOptions.RouteStats)
+	ALPN     []ALPNRoute // TLS: own backends for clients offering these protocols
 }
 
 // TableOptions configures NewTable.
@@ -130,6 +131,9 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 			}
 			p := newPool(name, r.Balance, byScheme[s], maxSeq)
 			p.Stats = opts.RouteStats.forRoute(name, r.Metrics)
+			if s == SchemeTLS {
+				b.withALPN(p, r, name)
+			}
 			if name == "*" {
 				t.sets[s].catchAll = p
 			} else if suffix, ok := strings.CutPrefix(name, "*."); ok {
@@ -140,7 +144,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				t.sets[s].exact[name] = p
 			}
 		}
-		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health, Metrics: r.Metrics})
+		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health, Metrics: r.Metrics, ALPN: cloneALPN(r.ALPN)})
 	}
 	def := ""
 	if defaultName != "" {
@@ -226,6 +230,9 @@ func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
 	var byScheme [SchemeTLS + 1][]*Backend
 	if len(r.Backends) == 0 {
 		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
+	}
+	if err := b.checkALPN(r); err != nil {
+		return byScheme, err
 	}
 	var fresh []*Backend
 	for _, raw := range r.Backends {

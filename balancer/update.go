@@ -42,6 +42,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 			if byScheme, err = b.route(r); err == nil {
 				r.Name = name
 				r.Backends = slices.Clone(r.Backends)
+				r.ALPN = cloneALPN(r.ALPN)
 				changed[name] = &built{spec: r, byScheme: byScheme}
 				continue
 			}
@@ -86,6 +87,9 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 			if r != nil && len(r.byScheme[s]) > 0 {
 				p = newPool(name, r.spec.Balance, r.byScheme[s], maxSeq)
 				p.Stats = opts.RouteStats.forRoute(name, r.spec.Metrics)
+				if s == SchemeTLS {
+					b.withALPN(p, r.spec, name)
+				}
 			}
 			switch suffix, wild := strings.CutPrefix(name, "*."); {
 			case name == "*":

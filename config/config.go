@@ -576,8 +576,8 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		r := balancer.RouteSpec{Name: name}
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
-			var list *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics"}, func(key string, k, fv *yaml.Node) error {
+			var list, alpnNode *yaml.Node
+			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics", "alpn"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -595,6 +595,9 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 					return p.health(fv, path+".health", &r.Health)
 				case "metrics":
 					return p.routeMetricsFlag(fv, path+".metrics", &r, &withMetrics)
+				case "alpn":
+					alpnNode = fv
+					return p.alpn(fv, path+".alpn", &r)
 				}
 				return nil
 			})
@@ -603,6 +606,9 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 			}
 			if list == nil {
 				return p.errorf(v, path, "missing \"backends\"")
+			}
+			if alpnNode != nil && !hasTLSBackend(list) {
+				return p.errorf(alpnNode, path+".alpn", "needs tls:// URLs in backends too: they serve clients offering none of these protocols")
 			}
 			path += ".backends"
 			v = list
