@@ -18,6 +18,7 @@ type Pool struct {
 	Name      string
 	Algorithm Algorithm
 	Backends  []*Backend // all backends, draining ones included
+	Reuse     Reuse      // the route's keep-alive pool settings
 
 	// next is the round-robin counter; p2c draws its random numbers from it
 	// too (splitmix64 over the counter).

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // maxName is the longest host name Lookup accepts (the DNS limit; anything
@@ -23,6 +24,16 @@ type RouteSpec struct {
 	Backends []string
 	Balance  Algorithm   // zero: round robin
 	Health   HealthCheck // zero fields: the Health's defaults, then the package's
+	Reuse    Reuse       // keep-alive pool of the route's http:// backend connections
+}
+
+// Reuse configures how the engine keeps idle connections to a route's
+// http:// backends for later requests. Zero fields take the engine's
+// defaults.
+type Reuse struct {
+	Never       bool          // reuse: never; every request gets its own backend connection
+	MaxIdle     int           // idle connections kept per backend address and event loop
+	IdleTimeout time.Duration // an idle connection is closed after this
 }
 
 // TableOptions configures NewTable.
@@ -124,6 +135,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				continue
 			}
 			p := newPool(name, r.Balance, byScheme[s], maxSeq)
+			p.Reuse = r.Reuse
 			if name == "*" {
 				t.sets[s].catchAll = p
 			} else if suffix, ok := strings.CutPrefix(name, "*."); ok {
@@ -134,7 +146,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 				t.sets[s].exact[name] = p
 			}
 		}
-		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health})
+		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health, Reuse: r.Reuse})
 	}
 	def := ""
 	if defaultName != "" {

@@ -85,6 +85,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 			var p *Pool
 			if r != nil && len(r.byScheme[s]) > 0 {
 				p = newPool(name, r.spec.Balance, r.byScheme[s], maxSeq)
+				p.Reuse = r.spec.Reuse
 			}
 			switch suffix, wild := strings.CutPrefix(name, "*."); {
 			case name == "*":

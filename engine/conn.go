@@ -24,6 +24,7 @@ const (
 	stConnecting       // backend: non-blocking connect in progress
 	stForward          // both: bytes flow to the peer
 	stLinger           // client: error answer sent, draining input before close
+	stPooled           // backend: idle in its loop's keep-alive pool, no client
 )
 
 // Connection flags.
@@ -38,6 +39,9 @@ const (
 	fTrusted                       // client: its direct peer is in the listener's trusted_proxies
 	fCounted                       // client: counted in the per-IP connection counts
 	fReplay                        // client: its first bytes may be sent again to another backend
+	fFresh                         // client: its request must go over a new backend connection
+	fReused                        // backend: taken from the pool for the current request
+	fInflight                      // backend: counted in its backend's Active (a request is in flight)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend

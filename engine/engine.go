@@ -67,6 +67,16 @@ type Options struct {
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
+
+	// The keep-alive pool of http:// backend connections (routes may
+	// override both): idle connections kept per backend address and loop
+	// (default 32), and how long one may stay idle (default 15s).
+	PoolMaxIdle     int
+	PoolIdleTimeout time.Duration
+	// DrainGrace is how long a kept-alive http client connection that is
+	// idle when Shutdown starts may still send a request (answered with
+	// Connection: close) before it is closed (default 1s).
+	DrainGrace time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -93,6 +103,15 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.PoolMaxIdle <= 0 {
+		o.PoolMaxIdle = DefaultPoolMaxIdle
+	}
+	if o.PoolIdleTimeout <= 0 {
+		o.PoolIdleTimeout = DefaultPoolIdleTimeout
+	}
+	if o.DrainGrace <= 0 {
+		o.DrainGrace = DefaultDrainGrace
+	}
 }
 
 // Engine is a set of event loops serving the same listeners.
@@ -105,8 +124,9 @@ type Engine struct {
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
-	closed   atomic.Bool
-	draining atomic.Bool
+	closed     atomic.Bool
+	draining   atomic.Bool
+	drainStart atomic.Int64 // unix nanoseconds when Shutdown began
 }
 
 // New validates opts and binds every listener on every loop. Call Start to serve.
@@ -209,7 +229,11 @@ func (e *Engine) Start() {
 // client's next request on a kept-alive connection is not forwarded (the
 // connection closes after the current answer and the client reconnects).
 func (e *Engine) Shutdown(ctx context.Context) error {
-	if e.closed.Load() || !e.draining.CompareAndSwap(false, true) {
+	if e.closed.Load() || e.draining.Load() {
+		return e.Close()
+	}
+	e.drainStart.Store(time.Now().UnixNano()) // before draining is seen
+	if !e.draining.CompareAndSwap(false, true) {
 		return e.Close()
 	}
 	var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -53,8 +54,15 @@ type loop struct {
 	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
+	drops [][2]int             // lines of the head being rewritten that are dropped
 
 	httpFree []*httpConn
+
+	// The backend keep-alive pool (backendpool.go).
+	idle       map[netip.AddrPort]*idleBucket
+	pooledList list  // every pooled connection, in parking order
+	poolMin    int64 // the shortest idle timeout of a connection parked on this loop
+	poolTicks  int
 	rec      accesslog.Record // scratch for the access log (copied by Log)
 	pp       proxyproto.Header
 
@@ -77,6 +85,8 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
+	l.pooledList.init(listPooled)
+	l.idle = make(map[netip.AddrPort]*idleBucket)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
 	l.stopTask = func(any) error {
@@ -190,6 +200,8 @@ func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		}
 	case stLinger:
 		l.lingerRead(c)
+	case stPooled:
+		l.pooledEvent(c)
 	case stWaitPeer:
 		// The client waits for its backend to connect; its bytes stay in the
 		// socket (flow control) until then.

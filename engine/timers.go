@@ -15,6 +15,7 @@ const (
 	listConnect
 	listIdle
 	listLinger
+	listPooled
 )
 
 type list struct {
@@ -60,6 +61,8 @@ func (l *loop) listOf(id uint8) *list {
 		return &l.idles
 	case listLinger:
 		return &l.lingers
+	case listPooled:
+		return &l.pooledList
 	}
 	return nil
 }
@@ -101,7 +104,8 @@ func (l *loop) sweep() {
 	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {
 		l.closeConn(c)
 	}
-	if l.e.draining.Load() {
+	l.sweepPool()
+	if l.e.draining.Load() && l.now-l.e.drainStart.Load() >= int64(o.DrainGrace) {
 		l.closeIdleHTTP()
 	}
 	if l.acceptPaused > 0 {
