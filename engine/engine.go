@@ -122,10 +122,11 @@ type Engine struct {
 	stats Stats
 	perIP *ipCounts // nil without max_connections_per_ip
 
-	wg         sync.WaitGroup
-	stopTick   chan struct{}
-	closed     atomic.Bool
-	draining   atomic.Bool
+	wg       sync.WaitGroup
+	stopTick chan struct{}
+	closed   atomic.Bool
+	draining atomic.Bool
+
 	drainStart atomic.Int64 // unix nanoseconds when Shutdown began
 }
 

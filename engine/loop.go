@@ -63,8 +63,9 @@ type loop struct {
 	pooledList list  // every pooled connection, in parking order
 	poolMin    int64 // the shortest idle timeout of a connection parked on this loop
 	poolTicks  int
-	rec        accesslog.Record // scratch for the access log (copied by Log)
-	pp         proxyproto.Header
+
+	rec accesslog.Record // scratch for the access log (copied by Log)
+	pp  proxyproto.Header
 
 	raw4   unix.RawSockaddrInet4
 	raw6   unix.RawSockaddrInet6
