@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -214,7 +215,7 @@ func routeInfos(t *balancer.Table) []RouteInfo {
 		}
 		for _, b := range bes {
 			info.Backends = append(info.Backends, BackendInfo{
-				URL: b.Spec.Raw, Addr: b.Addr.String(), Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
+				URL: b.Spec.Raw, Addr: b.AddrText, Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
 				Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
 			})
 		}
@@ -266,12 +267,16 @@ func specBackends(byURL map[string]*balancer.Backend, r balancer.RouteSpec) []*b
 
 func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	addr, err := netip.ParseAddrPort(q.Get("addr"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("addr: want IP:PORT: %v", err))
-		return
+	// A unix-socket backend is named as its AddrText, "unix:/path".
+	text := q.Get("addr")
+	if !strings.HasPrefix(text, "unix:/") {
+		addr, err := netip.ParseAddrPort(text)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("addr: want IP:PORT or unix:/path: %v", err))
+			return
+		}
+		text = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()).String()
 	}
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	var on bool
 	switch q.Get("on") {
 	case "1", "true":
@@ -285,22 +290,22 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 	n := 0
 	if t != nil {
 		for _, b := range t.Backends() {
-			if b.Addr == addr {
+			if b.AddrText == text { // "ip:port" (Addr.String()) or "unix:/path"
 				b.SetDrain(on)
 				n++
 			}
 		}
 	}
 	if n == 0 {
-		writeError(w, http.StatusNotFound, "no backend with address "+addr.String())
+		writeError(w, http.StatusNotFound, "no backend with address "+text)
 		return
 	}
-	s.opts.Logger.Info("backend drain set via admin", "addr", addr.String(), "drain", on, "backends", n)
+	s.opts.Logger.Info("backend drain set via admin", "addr", text, "drain", on, "backends", n)
 	writeJSON(w, http.StatusOK, struct {
 		Addr     string `json:"addr"`
 		Draining bool   `json:"draining"`
 		Backends int    `json:"backends"`
-	}{addr.String(), on, n})
+	}{text, on, n})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

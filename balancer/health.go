@@ -422,8 +422,15 @@ var proxyV2Local = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if s.key.scheme == SchemeQUIC {
+		return probeQUIC(ctx, s.addr)
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.addr)
+	network, address := "tcp", s.addr
+	if s.key.path != "" {
+		network, address = "unix", s.key.path
+	}
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -472,8 +479,12 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 }
 
 // hostHeader is the Host header value for host and port (brackets around an
-// IPv6 literal, no port when it is HTTP's default).
+// IPv6 literal, no port when it is HTTP's default). A unix socket has neither:
+// its checks name "localhost", as curl --unix-socket does.
 func hostHeader(host string, port uint16) string {
+	if host == "" {
+		return "localhost"
+	}
 	if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}

@@ -59,6 +59,11 @@ type TableOptions struct {
 	// Logger receives passive "backend down"/"backend up" for tables built
 	// without Health; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// CheckBackend, when set, vets each backend URL once it is parsed (the
+	// host's capabilities for source=client, a unix socket's path); an
+	// error makes its route invalid, as a bad URL does.
+	CheckBackend func(BackendSpec) error
 }
 
 // routeSet holds the routes of one scheme.
@@ -79,9 +84,9 @@ type routeSet struct {
 // Table is an immutable routing snapshot. Routes are kept separately per
 // scheme: an http listener only sees routes that have http:// backends.
 type Table struct {
-	sets     [SchemeTLS + 1]routeSet // indexed by Scheme
-	routes   []RouteSpec             // normalised names, sorted by name
-	backends []*Backend              // distinct, in order of first use
+	sets     [schemeLast + 1]routeSet // indexed by Scheme
+	routes   []RouteSpec              // normalised names, sorted by name
+	backends []*Backend               // distinct, in order of first use
 	// Changes made by Update on top of routes and backends, so that an
 	// update does not copy them: routesOver by name (nil: removed).
 	routesOver    map[string]*RouteSpec
@@ -96,7 +101,7 @@ type Table struct {
 func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
 	b := newBuilder(ctx, opts)
 	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
 	}
 	// invalid fails the build, or reports and skips when OnInvalid is set.
@@ -130,7 +135,7 @@ func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts 
 			continue
 		}
 		names[name] = r.Name
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		for s := SchemeHTTP; s <= schemeLast; s++ {
 			if len(byScheme[s]) == 0 {
 				continue
 			}
@@ -185,6 +190,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 		ctx:        ctx,
 		resolve:    resolve,
 		health:     opts.Health,
+		check:      opts.CheckBackend,
 		log:        log,
 		addrs:      make(map[string]netip.Addr),
 		backends:   make(map[string]*Backend),
@@ -196,7 +202,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 // setDefault points each scheme's default pool at the route named def (a
 // normalised name that exists), or at the catch-all route "*" when def is "".
 func (t *Table) setDefault(def string) {
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		set := &t.sets[s]
 		switch {
 		case def == "" || def == "*":
@@ -217,6 +223,7 @@ type tableBuilder struct {
 	ctx        context.Context
 	resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
 	health     *Health
+	check      func(BackendSpec) error
 	log        *slog.Logger
 	addrs      map[string]netip.Addr      // resolved host names
 	backends   map[string]*Backend        // by URL, shared between routes
@@ -228,8 +235,8 @@ type tableBuilder struct {
 // route builds the backends of r by scheme. Nothing is recorded in the
 // builder unless the whole route is valid, so a skipped route leaves no
 // trace in the table.
-func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
-	var byScheme [SchemeTLS + 1][]*Backend
+func (b *tableBuilder) route(r RouteSpec) ([schemeLast + 1][]*Backend, error) {
+	var byScheme [schemeLast + 1][]*Backend
 	if len(r.Backends) == 0 {
 		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
 	}
@@ -252,7 +259,7 @@ func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
 	for _, be := range fresh {
 		b.backends[be.Spec.Raw] = be
 		b.order = append(b.order, be)
-		key := stateKey{be.Spec.Scheme, be.Addr}
+		key := stateKey{be.Spec.Scheme, be.Addr, be.Spec.Path}
 		cfg := &probeConfig{HealthCheck: check, host: be.Spec.Host, proxy: be.Spec.Proxy}
 		st := b.states[key]
 		if st == nil {
@@ -288,6 +295,14 @@ func (b *tableBuilder) backend(raw string, fresh []*Backend) (be *Backend, isNew
 	spec, err := ParseBackend(raw)
 	if err != nil {
 		return nil, false, err
+	}
+	if b.check != nil {
+		if err := b.check(spec); err != nil {
+			return nil, false, fmt.Errorf("backend %q: %w", raw, err)
+		}
+	}
+	if spec.IsUnix() {
+		return buildUnixBackend(spec), true, nil
 	}
 	ip, err := netip.ParseAddr(spec.Host)
 	if err != nil {
@@ -335,7 +350,7 @@ func (b *tableBuilder) lookup(host string) (netip.Addr, error) {
 // longer than 255 bytes give nil; an empty or malformed name gives the
 // default. Allocates nothing.
 func (t *Table) Lookup(s Scheme, name []byte) *Pool {
-	if s != SchemeHTTP && s != SchemeTLS {
+	if s < SchemeHTTP || s > schemeLast {
 		return nil
 	}
 	set := &t.sets[s]

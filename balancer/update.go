@@ -24,7 +24,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 	b := newBuilder(ctx, opts)
 	type built struct {
 		spec     RouteSpec
-		byScheme [SchemeTLS + 1][]*Backend
+		byScheme [schemeLast + 1][]*Backend
 	}
 	changed := make(map[string]*built, len(set)+len(del))
 	for _, name := range del {
@@ -38,7 +38,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 		name, err := NormalizeRouteName(r.Name)
 		if err == nil {
 			changed[name] = nil // the old route goes even if the new one is bad
-			var byScheme [SchemeTLS + 1][]*Backend
+			var byScheme [schemeLast + 1][]*Backend
 			if byScheme, err = b.route(r); err == nil {
 				r.Name = name
 				r.Backends = slices.Clone(r.Backends)
@@ -74,7 +74,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 		}
 	}
 	wildChanged := false
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		old := &t.sets[s]
 		ns := &nt.sets[s]
 		ns.exact, ns.wild = old.exact, old.wild
@@ -111,7 +111,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 	}
 	if wildChanged {
 		// A removed wildcard may have been the only one with its label count.
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		for s := SchemeHTTP; s <= schemeLast; s++ {
 			ns := &nt.sets[s]
 			ns.wildLabels = [2]uint64{}
 			for suffix := range ns.wild {

@@ -1,7 +1,7 @@
 // Package config reads portier's YAML configuration file. Every error names
 // the file, the line and the key it is about, on one line:
 //
-//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)
+//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)
 package config
 
 import (
@@ -48,6 +48,10 @@ type Limits struct {
 	MaxHeaderBytes      int // bytes buffered while looking for the Host header or SNI
 	MaxConnections      int // open client connections overall; 0: unlimited
 	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
+	// PerIPIPv6Prefix is how many leading bits of an IPv6 client address
+	// max_connections_per_ip counts as one client (default 64: a host
+	// usually owns a whole /64).
+	PerIPIPv6Prefix int
 }
 
 // Defaults and bounds.
@@ -639,13 +643,19 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 }
 
 func (p *parser) limits(n *yaml.Node, l *Limits) error {
-	return p.fields(n, "limits", []string{"max_header_bytes", "max_connections", "max_connections_per_ip"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "limits", []string{"max_header_bytes", "max_connections", "max_connections_per_ip", "per_ip_ipv6_prefix"}, func(key string, k, v *yaml.Node) error {
 		path := "limits." + key
 		n, err := p.integer(v, path)
 		if err != nil {
 			return err
 		}
 		switch key {
+		case "per_ip_ipv6_prefix":
+			if n < 1 || n > 128 {
+				return p.errorf(v, path, "%d out of range 1..128", n)
+			}
+			l.PerIPIPv6Prefix = n
+			return nil
 		case "max_connections", "max_connections_per_ip":
 			if n < 0 || n > 1<<30 {
 				return p.errorf(v, path, "%d out of range 0..%d (0: unlimited)", n, 1<<30)

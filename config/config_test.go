@@ -89,7 +89,7 @@ func TestDemo(t *testing.T) {
 
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
-		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
 		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
@@ -145,7 +145,7 @@ func TestParseBad(t *testing.T) {
 		{"listener empty name", "listeners:\n  - {name: '', address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0].name: empty name`},
 		{"listener null name", "listeners:\n  - name:\n    address: 127.0.0.1:80\n", `2: listeners[0].name: want a string, got nothing`},
 		{"listener name list", "listeners:\n  - name: [a]\n", `2: listeners[0].name: want a string, got a list`},
-		{"bad protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n    protocol: https\n", `4: listeners[0].protocol: unknown protocol "https" (want http or tls)`},
+		{"bad protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n    protocol: https\n", `4: listeners[0].protocol: unknown protocol "https" (want http, tls or quic)`},
 		{"duplicate address", head + "  - name: web2\n    address: 127.0.0.1:8080\n    protocol: tls\n", `4: listeners[1].address: duplicate listener address 127.0.0.1:8080 (first at line 2)`},
 		{"duplicate address canonical", "listeners:\n  - {name: a, address: '[::1]:80', protocol: http}\n  - {name: b, address: '[0:0::1]:80', protocol: tls}\n",
 			`3: listeners[1].address: duplicate listener address [::1]:80 (first at line 2)`},
@@ -169,7 +169,7 @@ func TestParseBad(t *testing.T) {
 		{"backend bad option", head + "routes:\n  a.test:\n    - http://127.0.0.1:1\n    - tls://[::1]:2?weight=0\n",
 			`6: routes["a.test"][1]: parse backend "tls://[::1]:2?weight=0": weight "0": want an integer 1..1000`},
 		{"backend unknown option", head + "routes:\n  a.test: [\"http://127.0.0.1:1?wieght=2\"]\n",
-			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy or drain)`},
+			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy, drain or source)`},
 		{"duplicate wildcard", head + "routes:\n  '*.a.test': [http://127.0.0.1:1]\n  '*.A.test': [http://127.0.0.1:1]\n", `5: routes["*.A.test"]: duplicate route name (first at line 4)`},
 
 		// default
@@ -191,7 +191,7 @@ func TestParseBad(t *testing.T) {
 		{"limit too big", head + "limits:\n  max_header_bytes: 1048577\n", `4: limits.max_header_bytes: 1048577 out of range 1024..1048576`},
 		{"limit not an int", head + "limits:\n  max_header_bytes: 16k\n", `4: limits.max_header_bytes: want an integer, got "16k"`},
 		{"limit float", head + "limits:\n  max_header_bytes: 2048.0\n", `4: limits.max_header_bytes: want an integer, got "2048.0"`},
-		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip)`},
+		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip, per_ip_ipv6_prefix)`},
 
 		// loops
 		{"loops negative", head + "loops: -1\n", `3: loops: -1 out of range 0..1024 (0: one per CPU)`},

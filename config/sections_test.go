@@ -47,8 +47,9 @@ func TestSectionsGood(t *testing.T) {
 		}},
 		{"access log short", "access_log: '-'\n", func(c *Config) bool { return c.AccessLog.Path == "-" && c.AccessLog.Format == "json" }},
 		{"retries 0", "retries: 0\n", func(c *Config) bool { return c.Retries == -1 }},
-		{"limits", "limits: {max_connections: 1000, max_connections_per_ip: 10}\n", func(c *Config) bool {
-			return c.Limits.MaxConnections == 1000 && c.Limits.MaxConnectionsPerIP == 10 && c.Limits.MaxHeaderBytes == DefaultMaxHeaderBytes
+		{"limits", "limits: {max_connections: 1000, max_connections_per_ip: 10, per_ip_ipv6_prefix: 56}\n", func(c *Config) bool {
+			return c.Limits.MaxConnections == 1000 && c.Limits.MaxConnectionsPerIP == 10 && c.Limits.MaxHeaderBytes == DefaultMaxHeaderBytes &&
+				c.Limits.PerIPIPv6Prefix == 56
 		}},
 		{"shutdown", "timeouts: {shutdown: 2s}\n", func(c *Config) bool { return c.Timeouts.Shutdown == 2*time.Second }},
 	}
@@ -90,6 +91,7 @@ func TestSectionsBad(t *testing.T) {
 		{"access log format", "access_log: {format: xml}\n", "c.yaml:2: access_log.format: unknown format \"xml\""},
 		{"retries", "retries: 11\n", "c.yaml:2: retries: 11 out of range 0..10"},
 		{"max conns", "limits: {max_connections: -1}\n", "c.yaml:2: limits.max_connections: -1 out of range"},
+		{"v6 prefix", "limits: {per_ip_ipv6_prefix: 129}\n", "c.yaml:2: limits.per_ip_ipv6_prefix: 129 out of range 1..128"},
 	}
 	for _, tc := range tests {
 		_, err := Parse([]byte(sectionsHead+tc.yaml), "c.yaml")

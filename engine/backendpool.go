@@ -8,7 +8,8 @@ import (
 	"github.com/portier/portier/balancer"
 )
 
-// Backend keep-alive pool. Each loop keeps, per backend address, the idle
+// Backend keep-alive pool. Each loop keeps, per backend address (ip:port or
+// unix socket path), the idle
 // connections to http:// backends whose last answer ended cleanly, and
 // hands one to the next request routed to that backend (from any client
 // connection of the loop). Like nginx's upstream keepalive and HAProxy's
@@ -19,7 +20,8 @@ import (
 // request sent was complete and has its complete answer (framed by
 // Content-Length or chunked), neither side said close, no Upgrade was
 // asked for, no PROXY header was sent (it names one client), and the
-// backend is up and not draining. An idle pooled connection stays
+// backend is up and not draining; source=client connections (bound to one
+// client's address) are never pooled either. An idle pooled connection stays
 // registered for reading: the backend closing it (or sending anything)
 // removes it at once.
 //
@@ -46,7 +48,8 @@ type idleBucket struct {
 
 // poolable reports whether connections of backend b in pool p may be kept.
 func poolable(p *balancer.Pool, b *balancer.Backend) bool {
-	return p != nil && !p.Reuse.Never && b.Spec.Proxy == balancer.ProxyNone && b.Spec.Scheme == balancer.SchemeHTTP
+	return p != nil && !p.Reuse.Never && b.Spec.Proxy == balancer.ProxyNone && b.Spec.Scheme == balancer.SchemeHTTP &&
+		b.Spec.Source != balancer.SourceClient
 }
 
 func (l *loop) maxIdle(p *balancer.Pool) int {
@@ -69,7 +72,7 @@ func (l *loop) takePooled(c *conn, b *balancer.Backend) *conn {
 	if c.h == nil || c.flags&(fReplay|fFresh) != fReplay || c.first == nil || !poolable(c.pool, b) {
 		return nil
 	}
-	q := l.idle[b.Addr]
+	q := l.idle[b.AddrText]
 	for q != nil && len(q.conns) > 0 {
 		bc := q.conns[len(q.conns)-1]
 		if bc.flags&fReadReady != 0 {
@@ -95,10 +98,10 @@ func (l *loop) park(bc *conn, p *balancer.Pool) bool {
 	if l.e.draining.Load() || !b.Up() || b.Draining() {
 		return false
 	}
-	q := l.idle[b.Addr]
+	q := l.idle[b.AddrText]
 	if q == nil {
 		q = &idleBucket{}
-		l.idle[b.Addr] = q
+		l.idle[b.AddrText] = q
 	}
 	if len(q.conns) >= l.maxIdle(p) {
 		return false
@@ -121,7 +124,7 @@ func (l *loop) unpool(bc *conn) {
 	l.setList(bc, listNone)
 	bc.state = stForward
 	l.e.stats.PoolIdle.Add(-1)
-	q := l.idle[bc.backend.Addr]
+	q := l.idle[bc.backend.AddrText]
 	for i, x := range q.conns {
 		if x == bc {
 			q.conns = append(q.conns[:i], q.conns[i+1:]...)
@@ -129,7 +132,7 @@ func (l *loop) unpool(bc *conn) {
 		}
 	}
 	if len(q.conns) == 0 {
-		delete(l.idle, bc.backend.Addr)
+		delete(l.idle, bc.backend.AddrText)
 	}
 }
 

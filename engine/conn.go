@@ -39,6 +39,7 @@ const (
 	fTrusted                       // client: its direct peer is in the listener's trusted_proxies
 	fCounted                       // client: counted in the per-IP connection counts
 	fReplay                        // client: its first bytes may be sent again to another backend
+	fExamined                      // client: its first bytes were parsed once (later reads only search for the head's end)
 	fFresh                         // client: its request must go over a new backend connection
 	fReused                        // backend: taken from the pool for the current request
 	fInflight                      // backend: counted in its backend's Active (a request is in flight)
@@ -51,6 +52,7 @@ type conn struct {
 	kind  uint8
 	state uint8
 	flags uint16
+	scan  uint32 // client in its handshake: where the search for the end of the head resumes
 
 	peer *conn
 	ln   *listener // client and listener: the listener it came from

@@ -29,9 +29,9 @@ func (l *loop) connectNext(c *conn) {
 			l.forwardFirst(bc)
 			return
 		}
-		bc, err := l.dial(b)
+		bc, err := l.dial(c, b)
 		if err != nil {
-			l.backendFailed(c, b, "backend connect failed", err)
+			l.dialFailed(c, b, err)
 			continue
 		}
 		l.e.stats.BackendConnects.Add(1)
@@ -53,9 +53,10 @@ func (l *loop) pair(c, bc *conn, b *balancer.Backend) {
 	c.backend = b
 }
 
-// dial starts a non-blocking connect on the loop; completion arrives as EPOLLOUT.
-func (l *loop) dial(b *balancer.Backend) (*conn, error) {
-	fam, sa, salen := l.rawSockaddr(b.Addr)
+// dial starts a non-blocking connect to b for client c on the loop;
+// completion arrives as EPOLLOUT.
+func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
+	fam, sa, salen := l.backendSockaddr(b)
 	fd, err := sysSocket(fam)
 	if err != nil {
 		if err == unix.EMFILE || err == unix.ENFILE {
@@ -63,7 +64,13 @@ func (l *loop) dial(b *balancer.Backend) (*conn, error) {
 		}
 		return nil, err
 	}
-	sysNoDelay(fd)
+	if fam != unix.AF_UNIX {
+		sysNoDelay(fd)
+	}
+	if err := l.bindSource(fd, fam, c, b); err != nil {
+		sysClose(fd)
+		return nil, err
+	}
 	if err := sysConnect(fd, sa, salen); err != nil && err != unix.EINPROGRESS {
 		sysClose(fd)
 		return nil, err
@@ -159,7 +166,7 @@ func (l *loop) backendFailed(c *conn, b *balancer.Backend, msg string, err error
 	l.e.stats.ConnectFailures.Add(1)
 	b.ConnectFailed()
 	c.failed = b
-	l.e.opts.Logger.Warn(msg, "client", c.remote, "route", c.pool.Name, "backend", b.Addr, "err", err)
+	l.logBackendFailed(c, b, msg, err)
 }
 
 // proxyHeader renders the PROXY protocol header announcing c's client to its
@@ -179,8 +186,13 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
 		}
-	} else if parser.ParseRequestHead(first, &l.head) == nil {
-		name = l.head.Host
+	} else if c.h.pre > 0 {
+		name = c.h.fr.Head.Host // the first head, framed when routed
+	} else {
+		l.fr.Reset()
+		if _, _, err := l.fr.Next(first, l.e.opts.MaxHeaderBytes); err == nil {
+			name = l.fr.Head.Host
+		}
 	}
 	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
 }

@@ -259,7 +259,7 @@ func (l *loop) closeConn(c *conn) {
 		c.backend.Release()
 	}
 	if c.flags&fCounted != 0 {
-		l.e.perIP.release(c.remote.Addr().Unmap())
+		l.e.perIP.release(c.remote.Addr())
 	}
 	if c.kind == kindClient {
 		l.ended(c)
@@ -276,6 +276,7 @@ func (l *loop) closeConn(c *conn) {
 // ended accounts for a client connection that is closing.
 func (l *loop) ended(c *conn) {
 	l.e.stats.Open.Add(-1)
+	l.e.slotFreed()
 	ls := &l.e.stats.Listeners[c.ln.idx]
 	ls.Open.Add(-1)
 	o := c.outcome
@@ -285,7 +286,7 @@ func (l *loop) ended(c *conn) {
 	ls.Outcomes[o].Add(1)
 	ls.BytesUp.Add(c.bytesUp)
 	ls.BytesDown.Add(c.bytesDown)
-	if al := l.e.opts.AccessLog; al != nil && c.log != nil {
+	if al := l.alog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{
 			Start:     c.log.wall,

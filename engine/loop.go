@@ -2,8 +2,9 @@ package engine
 
 import (
 	"errors"
-	"net/netip"
+	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
@@ -12,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -48,32 +51,41 @@ type loop struct {
 	readySpare []*conn
 	readyQueue bool
 
-	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+	acceptPaused int  // ticks left before listeners are re-armed after EMFILE
+	lnArmed      bool // the listening sockets are in the poller
+	// limited: accepting paused at max_connections; resumeQueued: an
+	// unlimitTask is on its way. Both are read by other loops.
+	limited, resumeQueued atomic.Bool
 
 	hello parser.ClientHello
-	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 	drops [][2]int             // lines of the head being rewritten that are dropped
 
 	httpFree []*httpConn
+	rec      accesslog.Record    // scratch for the access log (copied by Log)
+	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	ev       *eventlog.Producer  // this loop's event log queue
+	evt      eventlog.Event      // scratch event (copied by Log)
+	pp       proxyproto.Header
 
 	// The backend keep-alive pool (backendpool.go).
-	idle       map[netip.AddrPort]*idleBucket
-	pooledList list  // every pooled connection, in parking order
-	poolMin    int64 // the shortest idle timeout of a connection parked on this loop
+	idle       map[string]*idleBucket // by Backend.AddrText
+	pooledList list                   // every pooled connection, in parking order
+	poolMin    int64                  // the shortest idle timeout of a connection parked on this loop
 	poolTicks  int
 
-	rec accesslog.Record // scratch for the access log (copied by Log)
-	pp  proxyproto.Header
-
-	raw4   unix.RawSockaddrInet4
-	raw6   unix.RawSockaddrInet6
+	sa     rawsock.Sockaddr // a backend's address, for connect
+	src    rawsock.Sockaddr // a client's address, for source=client's bind
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask queue.Func
+	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+
+	exited chan struct{} // closed when run has returned
+
+	q *quicLoop // nil without quic listeners
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -81,15 +93,20 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	if e.opts.AccessLog != nil {
+		l.alog = e.opts.AccessLog.Producer()
+	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
 	l.pooledList.init(listPooled)
-	l.idle = make(map[netip.AddrPort]*idleBucket)
+	l.idle = make(map[string]*idleBucket)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
 		return gerrors.ErrEngineShutdown
@@ -107,12 +124,13 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
-		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
 }
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -123,6 +141,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -162,6 +181,9 @@ func (l *loop) setConn(fd int, c *conn) {
 }
 
 func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}

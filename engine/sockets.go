@@ -7,6 +7,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
 )
 
 const listenBacklog = 4096
@@ -14,6 +16,9 @@ const listenBacklog = 4096
 // listen binds spec on this loop with SO_REUSEPORT so every loop accepts on
 // the same port and the kernel spreads connections between them.
 func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.AddrPort, error) {
+	if spec.Scheme == balancer.SchemeQUIC {
+		return l.listenQUIC(idx, spec, ap)
+	}
 	fam, sa := sockaddrOf(ap)
 	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -50,16 +55,18 @@ func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.Addr
 		return fail("getsockname", err)
 	}
 	ap = addrPortOf(bound)
+	// Level-triggered: a listener we stop accepting on (EMFILE,
+	// max_connections) is removed from the poller, so no event is lost and
+	// none spins. It is recorded only once registered: fail closes fd, and a
+	// listener left in l.lns would be closed again by release, perhaps
+	// after its number was reused.
+	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+		return fail("epoll add", err)
+	}
 	c := l.newConn(fd, kindListener)
 	c.state = stListen
 	c.ln = &listener{idx: idx, spec: spec}
 	l.lns = append(l.lns, c)
-	// Level-triggered: a listener we stop accepting on (EMFILE) is removed
-	// from the poller, so no event is lost and none spins.
-	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
-		l.conns[fd] = nil
-		return fail("epoll add", err)
-	}
 	return ap, nil
 }
 

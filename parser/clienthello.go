@@ -158,6 +158,36 @@ func ParseClientHello(data []byte, h *ClientHello) error {
 	return nil
 }
 
+// ParseClientHelloMessage parses a bare ClientHello handshake message (4-byte
+// handshake header, then the body) without the TLS record layer, as QUIC
+// carries it in CRYPTO frames (RFC 9001 4.1.3). msg must hold exactly the
+// whole message. h.Len is set to len(msg); the results alias msg.
+func ParseClientHelloMessage(msg []byte, h *ClientHello) error {
+	h.ServerName, h.ALPN, h.Len = nil, nil, 0
+	if len(msg) < handshakeHeaderLen {
+		return ErrNeedMore
+	}
+	if msg[0] != typeClientHello {
+		return errNotClientHello
+	}
+	n := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	if n > MaxClientHelloLen {
+		return errHelloTooLong
+	}
+	if len(msg) < handshakeHeaderLen+n {
+		return ErrNeedMore
+	}
+	if len(msg) > handshakeHeaderLen+n {
+		return errMessageTrailing
+	}
+	if err := h.parseBody(msg[handshakeHeaderLen:]); err != nil {
+		h.ServerName, h.ALPN = nil, nil
+		return err
+	}
+	h.Len = len(msg)
+	return nil
+}
+
 // parseBody parses the ClientHello body (after the handshake header), bounds
 // checked the way crypto/tls's clientHelloMsg.unmarshal is.
 func (h *ClientHello) parseBody(msg []byte) error {

@@ -424,7 +424,8 @@ func TestErrorClasses(t *testing.T) {
 		{ErrHTTP2Preface, ErrNotThisProtocol},
 		{errRecordTooLong, ErrMalformed},
 		{errSNIChar, ErrMalformed},
-		{errBareLF, ErrMalformed},
+		{frameErrBareLF, ErrMalformed},
+		{frameErrCLAndTE, ErrMalformed},
 	} {
 		if !errors.Is(c.err, c.class) {
 			t.Errorf("%v is not %v", c.err, c.class)
@@ -561,6 +562,17 @@ func FuzzParseClientHello(f *testing.F) {
 		}
 		if err != nil && h.Len != 0 {
 			t.Fatalf("Len %d with error %v", h.Len, err)
+		}
+
+		// The same bytes as a bare handshake message (QUIC's CRYPTO stream):
+		// classified, and a result lies within the input.
+		var m ClientHello
+		if merr := ParseClientHelloMessage(data, &m); merr == nil {
+			if m.Len != len(data) || (m.ServerName != nil && !liesWithin(m.ServerName, data)) {
+				t.Fatalf("bare message: Len %d of %d, ServerName %q", m.Len, len(data), m.ServerName)
+			}
+		} else if !errors.Is(merr, ErrNeedMore) && !errors.Is(merr, ErrMalformed) {
+			t.Fatalf("bare message: unclassified error %v", merr)
 		}
 
 		// Prefix consistency: checks run in stream order on bytes already

@@ -310,8 +310,11 @@ func setsTarget(name, backend string) (keys []string, member string, err error) 
 		if err != nil {
 			return nil, "", err
 		}
-		if spec.Weight != 1 || spec.Proxy != balancer.ProxyNone || spec.Drain {
+		if spec.Weight != 1 || spec.Proxy != balancer.ProxyNone || spec.Drain || spec.Source != balancer.SourceProxy {
 			return nil, "", fmt.Errorf("backend %q: the sets schema has no backend options", backend)
+		}
+		if spec.IsUnix() {
+			return nil, "", fmt.Errorf("backend %q: the sets schema holds host:port members, not unix sockets (use the hipache schema)", backend)
 		}
 		scheme = spec.Scheme
 		member = net.JoinHostPort(spec.Host, fmt.Sprint(spec.Port))

@@ -40,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		loops       = fs.Int("loops", 0, "event loops (overrides the config's `loops`; 0: one per CPU)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
+		logQueue    = fs.Int("log-queue", 1024, "log lines each event loop may queue for the log writer before dropping (counted in portier_log_dropped_total)")
+		logBurst    = fs.Int("log-burst", 10, "log lines of one kind an event loop writes per second before summarising the rest; -1: no limit")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` on exit")
 		memProfile  = fs.String("memprofile", "", "write a heap profile to `file` on exit")
 	)
@@ -76,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		table, err := buildStatic(cfg, nil)
+		table, err := buildStatic(cfg, nil, newHostCheck(true))
 		if err != nil {
 			fmt.Fprintf(stderr, "portier: %s: %v\n", *cfgPath, err)
 			return 1
@@ -106,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	srv, err := startServer(cfg, logger, *loops)
+	srv, err := startServer(cfg, logger, runOptions{loops: *loops, logQueue: *logQueue, logBurst: *logBurst})
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1

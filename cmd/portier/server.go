@@ -28,6 +28,7 @@ type server struct {
 	logger *slog.Logger
 	router *balancer.Router
 	health *balancer.Health
+	hc     *hostCheck          // what this host allows (source=client)
 	src    *redisroutes.Source // nil without a redis section
 	eng    *engine.Engine
 	adm    *admin.Server
@@ -51,10 +52,10 @@ const tableTimeout = 10 * time.Second
 // buildStatic builds the table of cfg's own routes, failing on any error:
 // a config file that cannot be served as written is refused (at start and
 // on reload).
-func buildStatic(cfg *config.Config, h *balancer.Health) (*balancer.Table, error) {
+func buildStatic(cfg *config.Config, h *balancer.Health, hc *hostCheck) (*balancer.Table, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
 	defer cancel()
-	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h})
+	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, CheckBackend: hc.backend})
 }
 
 // rebuild stores a new table from the config's routes overlaid with Redis's
@@ -66,7 +67,7 @@ func (s *server) rebuild() error {
 	var t *balancer.Table
 	var err error
 	if !s.redisSeen {
-		t, err = buildStatic(s.cfg, s.health)
+		t, err = buildStatic(s.cfg, s.health, s.hc)
 	} else {
 		routes := mergeRoutes(s.cfg.Routes, s.redisView())
 		def := s.cfg.Default
@@ -88,7 +89,7 @@ func (s *server) rebuild() error {
 // dynamicOptions are the table options with Redis routes in play: a bad
 // route is skipped with a log line instead of failing the whole table.
 func (s *server) dynamicOptions() balancer.TableOptions {
-	return balancer.TableOptions{Health: s.health, OnInvalid: func(route string, err error) {
+	return balancer.TableOptions{Health: s.health, CheckBackend: s.hc.backend, OnInvalid: func(route string, err error) {
 		s.logger.Warn("route skipped", "route", route, "err", err)
 	}}
 }
@@ -153,15 +154,21 @@ func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
 
 // startServer builds and starts everything for cfg. On error, what was
 // started is stopped again.
-func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server, err error) {
-	s = &server{logger: logger, cfg: cfg}
+// runOptions are the command line's settings that the config file does not hold.
+type runOptions struct {
+	loops              int // overrides cfg.Loops when > 0
+	logQueue, logBurst int // engine.Options.LogQueue, LogBurst
+}
+
+func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
+	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false)}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
 			if s.onHealth != nil {
 				s.onHealth(addr, up)
 			}
 		}})
-	table, err := buildStatic(cfg, s.health)
+	table, err := buildStatic(cfg, s.health, s.hc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
@@ -185,12 +192,15 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		PerIPv6Prefix:       cfg.Limits.PerIPIPv6Prefix,
 		Retries:             cfg.Retries,
 		Logger:              logger,
+		LogQueue:            ro.logQueue,
+		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 	}
-	if loops > 0 {
-		opts.Loops = loops
+	if ro.loops > 0 {
+		opts.Loops = ro.loops
 	}
 	for _, ln := range cfg.Listeners {
 		opts.Listeners = append(opts.Listeners, listenerSpec(ln))
@@ -323,7 +333,7 @@ func (s *server) redisStatus() func() admin.RedisStatus {
 func (s *server) reload(path string) {
 	cfg, err := config.Load(path)
 	if err == nil {
-		_, err = buildStatic(cfg, s.health)
+		_, err = buildStatic(cfg, s.health, s.hc)
 	}
 	if err != nil {
 		s.logger.Error("reload failed; keeping the running configuration", "err", err)

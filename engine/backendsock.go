@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"errors"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/rawsock"
+)
+
+// backendSockaddr fills the loop's kernel sockaddr for b: its IP address and
+// port, or its unix socket path (http+unix://, tls+unix://). A unix connect
+// is non-blocking too: it completes at once or fails at once (EAGAIN when
+// the backend's accept queue is full, which counts as a failed connect).
+func (l *loop) backendSockaddr(b *balancer.Backend) (family int, sa unsafe.Pointer, salen uintptr) {
+	if b.Spec.IsUnix() {
+		sa, salen = l.sa.Unix(b.Spec.Path)
+		return unix.AF_UNIX, sa, salen
+	}
+	return l.rawSockaddr(b.Addr)
+}
+
+// bindSource binds a backend socket of b to client c's address (the one a
+// trusted PROXY header announced, behind accept_proxy) when b says
+// source=client: the backend sees the client as the connection's source.
+func (l *loop) bindSource(fd, family int, c *conn, b *balancer.Backend) error {
+	if b.Spec.Source != balancer.SourceClient {
+		return nil
+	}
+	if err := rawsock.BindTransparent(fd, family, c.remote.Addr(), &l.src); err != nil {
+		return &sourceError{err} // allocates, on failure only
+	}
+	return nil
+}
+
+// sourceError is a failed bind to the client's address: the host's setup
+// (capability, address family), not the backend's health.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string {
+	return "bind to the client's address (source=client): " + e.err.Error()
+}
+
+func (e *sourceError) Unwrap() error { return e.err }
+
+// dialFailed handles a connect to b that failed before it started: a
+// failed bind to the client's address skips b for this client without
+// counting against b's health; anything else is the backend's failure.
+func (l *loop) dialFailed(c *conn, b *balancer.Backend, err error) {
+	var se *sourceError
+	if !errors.As(err, &se) {
+		l.backendFailed(c, b, "backend connect failed", err)
+		return
+	}
+	l.e.stats.ConnectFailures.Add(1)
+	c.failed = b
+	l.logBackendFailed(c, b, "backend connect failed", err)
+}
