@@ -41,6 +41,10 @@ type Timeouts struct {
 	Connect   time.Duration // to connect to a backend
 	Idle      time.Duration // without traffic in either direction
 	Shutdown  time.Duration // SIGTERM: how long open connections may finish (default 30s)
+	// DrainGrace: on SIGTERM, how long a kept-alive http connection idle at
+	// that moment may still send a request (answered with Connection:
+	// close) before it is closed (default 1s).
+	DrainGrace time.Duration
 }
 
 // Limits bound per-connection resources.
@@ -60,6 +64,10 @@ const (
 	DefaultConnect        = 3 * time.Second
 	DefaultIdle           = 300 * time.Second
 	DefaultShutdown       = 30 * time.Second
+	DefaultDrainGrace     = time.Second
+	DefaultMaxIdle        = 32
+	DefaultKeepalive      = 15 * time.Second
+	MaxMaxIdle            = 1 << 16
 	DefaultMaxHeaderBytes = 16384
 	MinMaxHeaderBytes     = 1024
 	MaxMaxHeaderBytes     = 1 << 20
@@ -82,6 +90,9 @@ type Config struct {
 	Retries   int        // further backends tried after a failed connect (default 2; -1: none)
 	Admin     *Admin     // nil: no admin server
 	AccessLog *AccessLog // nil: no access log
+	// Keepalive is the default pool of idle connections to http://
+	// backends (routes may override it): per backend address and event loop.
+	Keepalive balancer.Reuse
 }
 
 // Admin configures the admin HTTP server (metrics, pprof, health, routes).
@@ -156,9 +167,10 @@ func Parse(data []byte, filename string) (*Config, error) {
 	}
 	p := parser{file: filename}
 	cfg := &Config{
-		Path:     filename,
-		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown},
-		Limits:   Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
+		Path:      filename,
+		Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, DrainGrace: DefaultDrainGrace},
+		Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
+		Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 	}
 	if err := p.config(&doc, cfg); err != nil {
 		return nil, err
@@ -329,7 +341,7 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 	}
 	var defaultNode, listenersNode *yaml.Node
 	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
-		"redis", "health", "retries", "admin", "access_log"}
+		"redis", "health", "retries", "admin", "access_log", "keepalive"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -352,6 +364,8 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return p.admin(v, cfg)
 		case "access_log":
 			return p.accessLog(v, cfg)
+		case "keepalive":
+			return p.keepalive(v, key, &cfg.Keepalive)
 		case "retries":
 			n, err := p.integer(v, key)
 			if err != nil {
@@ -570,7 +584,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
 			var list *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health"}, func(key string, k, fv *yaml.Node) error {
+			err := p.fields(v, path, []string{"backends", "balance", "health", "reuse", "keepalive"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -586,6 +600,20 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 					r.Balance = a
 				case "health":
 					return p.health(fv, path+".health", &r.Health)
+				case "reuse":
+					s, err := p.str(fv, path+".reuse")
+					if err != nil {
+						return err
+					}
+					switch s {
+					case "safe":
+					case "never":
+						r.Reuse.Never = true
+					default:
+						return p.errorf(fv, path+".reuse", "unknown value %q (want safe or never)", s)
+					}
+				case "keepalive":
+					return p.keepalive(fv, path+".keepalive", &r.Reuse)
 				}
 				return nil
 			})
@@ -623,7 +651,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 }
 
 func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
-	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "drain_grace"}, func(key string, k, v *yaml.Node) error {
 		d, err := p.duration(v, "timeouts."+key)
 		if err != nil {
 			return err
@@ -637,7 +665,31 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 			t.Idle = d
 		case "shutdown":
 			t.Shutdown = d
+		case "drain_grace":
+			t.DrainGrace = d
 		}
+		return nil
+	})
+}
+
+// keepalive reads the pool of idle http:// backend connections:
+// {max_idle: N, timeout: D}.
+func (p *parser) keepalive(n *yaml.Node, path string, r *balancer.Reuse) error {
+	return p.fields(n, path, []string{"max_idle", "timeout"}, func(key string, k, v *yaml.Node) error {
+		kp := path + "." + key
+		if key == "timeout" {
+			d, err := p.duration(v, kp)
+			r.IdleTimeout = d
+			return err
+		}
+		m, err := p.integer(v, kp)
+		if err != nil {
+			return err
+		}
+		if m < 1 || m > MaxMaxIdle {
+			return p.errorf(v, kp, "%d out of range 1..%d (reuse: never turns the pool off)", m, MaxMaxIdle)
+		}
+		r.MaxIdle = m
 		return nil
 	})
 }

@@ -206,7 +206,8 @@ func (l *loop) detachedRead(c *conn) {
 func (l *loop) restart(c *conn) {
 	l.putHTTP(c.h)
 	c.h = nil
-	c.flags &^= fReplay | fFresh
+	c.flags &^= fReplay | fFresh | fExamined
+	c.scan = 0
 	c.state = stHandshake
 	l.setList(c, listHandshake)
 }
