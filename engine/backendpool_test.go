@@ -104,9 +104,22 @@ func TestPoolReusesBackendConnections(t *testing.T) {
 	}
 	waitFor(t, func() bool { return st.PoolIdle.Load() == accepted.Load() })
 
+	// HTTP/1.0 clients without keep-alive (ab) share them too: the request
+	// goes out asking for keep-alive, the answer says close.
+	before := accepted.Load()
+	for i := range 10 {
+		got := string(rawExchange(t, p.httpAddr, []byte("GET /h"+itoa(i)+" HTTP/1.0\r\nHost: ka.test\r\n\r\n")))
+		if !strings.Contains(got, "GET /h"+itoa(i)+" ") || !strings.Contains(got, "\r\nConnection: close\r\n") {
+			t.Fatalf("HTTP/1.0 request %d: %q", i, got)
+		}
+	}
+	if accepted.Load() != before {
+		t.Errorf("HTTP/1.0 requests opened %d backend connections", accepted.Load()-before)
+	}
+
 	// A POST cannot be replayed: it gets a new connection (HAProxy's
 	// http-reuse safe sends a connection's first request the same way).
-	before := accepted.Load()
+	before = accepted.Load()
 	if got := closeRequest(t, p.httpAddr, "POST", "ka.test", "/p", "data"); got != "POST /p data" {
 		t.Fatalf("POST: %q", got)
 	}

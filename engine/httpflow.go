@@ -260,10 +260,10 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 			if !hd.KeepAlive || l.e.draining.Load() {
 				h.closing = true // its answer says close
 			}
-			// An HTTP/1.1 request's Connection: close is the client's
-			// business: it is removed (rewriteHead), the backend connection
-			// stays reusable. An HTTP/1.0 request is forwarded as it came.
-			if hd.Upgrade || !hd.KeepAlive && hd.Minor == 0 {
+			// A request's Connection header is the client's business: it is
+			// removed (rewriteHead) and the backend connection stays
+			// reusable unless the backend's answer says close.
+			if hd.Upgrade {
 				h.noReuse = true
 			}
 			if bc.flags&fInflight == 0 {
@@ -436,9 +436,11 @@ func (l *loop) rewriteHead(c *conn, out, head []byte, hd *parser.FramedHead) []b
 			drops = append(drops, hd.Drop[i])
 		}
 	}
-	if !hd.KeepAlive && hd.Minor > 0 {
+	if !hd.KeepAlive || hd.Minor == 0 {
 		// Connection: close and its kind are about the client's connection
-		// (RFC 9110 7.6.1); the backend connection stays reusable.
+		// (RFC 9110 7.6.1); the backend connection stays reusable: an
+		// HTTP/1.1 request says nothing, an HTTP/1.0 one asks for
+		// keep-alive (a backend that cannot keep it answers with close).
 		n := len(drops)
 		drops = parser.AppendHopLines(drops, head, hd)
 		if n > 0 && len(drops) > n {
@@ -455,6 +457,9 @@ func (l *loop) rewriteHead(c *conn, out, head []byte, hd *parser.FramedHead) []b
 		at = d[1]
 	}
 	out = append(out, head[at:hd.HeadersEnd]...)
+	if hd.Minor == 0 {
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
 	ip := c.remote.Addr().Unmap()
 	if on&FwdXFF != 0 {
 		out = append(out, "X-Forwarded-For: "...)
