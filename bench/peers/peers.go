@@ -27,6 +27,7 @@ type Params struct {
 	BackendHTTP       string // plain HTTP backend host:port
 	BackendTLS        string // TLS backend host:port
 	NginxStreamModule string // path of ngx_stream_module.so
+	HTTPReuse         string // HAProxy's http-reuse (default always)
 }
 
 // HostRegexp is Host quoted for sniproxy's regular-expression tables.
