@@ -104,6 +104,7 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	l.lingers.init(listLinger)
 	l.pooledList.init(listPooled)
 	l.idle = make(map[string]*idleBucket)
+	l.drops = make([][2]int, 0, 16)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
 	l.unlimitTask = func(any) error { l.unlimit(); return nil }
