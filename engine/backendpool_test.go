@@ -233,3 +233,21 @@ func TestPoolClosedIdleConnectionLeavesPool(t *testing.T) {
 	close(closeNow)
 	waitFor(t, func() bool { return st.PoolIdle.Load() == 0 })
 }
+
+// TestPoolDrainedBackend: pooled connections are not counted as active
+// (least_conn counts requests in flight), and those to a backend that
+// starts draining are closed.
+func TestPoolDrainedBackend(t *testing.T) {
+	var accepted atomic.Int64
+	be := countingBackend(t, &accepted)
+	p := startProxy(t, []balancer.RouteSpec{{Name: "dr.test", Backends: []string{"http://" + be}, Balance: balancer.LeastConn}}, "", nil)
+	closeRequest(t, p.httpAddr, "GET", "dr.test", "/", "")
+	st := p.e.Stats()
+	waitFor(t, func() bool { return st.PoolIdle.Load() == 1 })
+	b := p.e.opts.Router.Load().Lookup(balancer.SchemeHTTP, []byte("dr.test")).Backends[0]
+	if a := b.Active(); a != 0 {
+		t.Errorf("backend counts %d active with one idle pooled connection, want 0", a)
+	}
+	b.SetDrain(true)
+	waitFor(t, func() bool { return st.PoolIdle.Load() == 0 })
+}
