@@ -44,3 +44,39 @@ func TestAppendHopLines(t *testing.T) {
 		t.Errorf("%v allocations", a)
 	}
 }
+
+// FuzzAppendHopLines: the ranges are whole header lines, in order, inside
+// the head; the head without them still frames as one request with the
+// same host and body.
+func FuzzAppendHopLines(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fr RequestFramer
+		step, n, err := fr.Next(data, 0)
+		if err != nil || step != StepHead {
+			return
+		}
+		head := data[:n]
+		h := fr.Head
+		drops := AppendHopLines(nil, head, &h)
+		var out []byte
+		at := h.Start
+		for _, d := range drops {
+			if d[0] < at || d[1] > h.HeadersEnd || d[0] >= d[1] || head[d[1]-1] != '\n' || head[d[0]-1] != '\n' {
+				t.Fatalf("range %v (previous end %d, headers end %d) in %q", d, at, h.HeadersEnd, head)
+			}
+			out = append(out, head[at:d[0]]...)
+			at = d[1]
+		}
+		out = append(out, head[at:]...)
+		var fr2 RequestFramer
+		step2, n2, err := fr2.Next(out, 0)
+		if err != nil || step2 != StepHead || n2 != len(out) {
+			t.Fatalf("rewritten head %q: %v %v %d", out, step2, err, n2)
+		}
+		h2 := fr2.Head
+		if string(h2.Host) != string(h.Host) || h2.BodyKind != h.BodyKind || h2.ContentLength != h.ContentLength {
+			t.Fatalf("rewritten head %q frames differently: %+v vs %+v", out, h2, h)
+		}
+	})
+}
