@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,7 @@ type options struct {
 	profile    bool
 	keep       bool
 	only       string
+	scen       string // comma-separated scenario ids; "" = all, and the micro-benchmarks
 	proxyCPU   int
 	loadCPU    int
 }
@@ -78,6 +80,7 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", false, "save CPU and heap profiles of portier under load in bench/out/")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with configs and logs")
 	flag.StringVar(&o.only, "only", "", "comma-separated proxies to run (default: all)")
+	flag.StringVar(&o.scen, "scenarios", "", "comma-separated scenarios to run, e.g. http-conn (default: all, and the micro-benchmarks)")
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 1, "CPU the proxy under test is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "CPU for load generators, backends and this program")
 	flag.Parse()
@@ -203,6 +206,18 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	ctx, cancel := context.WithTimeout(ctx, set.deadline)
 	defer cancel()
 	rep := &report{opts: o, set: set, started: time.Now(), scen: scenarios(set)}
+	if o.scen != "" {
+		var keep []scenario
+		for _, sc := range rep.scen {
+			if slices.Contains(strings.Split(o.scen, ","), sc.id) {
+				keep = append(keep, sc)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("-scenarios %q names no scenario", o.scen)
+		}
+		rep.scen = keep
+	}
 
 	if _, err := os.Stat("go.mod"); err != nil {
 		return errors.New("run from the repository root (go.mod not found)")
@@ -273,7 +288,11 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	rep.versions = versions(ctx, o.portierBin, portierErr == "")
 
 	// Micro-benchmarks first, while no proxy or load runs.
-	rep.benchCmd, rep.benchOut, rep.benchErr = goBench(ctx, o, set)
+	if o.scen == "" {
+		rep.benchCmd, rep.benchOut, rep.benchErr = goBench(ctx, o, set)
+	} else {
+		rep.benchErr = "not run (-scenarios)"
+	}
 
 	if err := pinAll(o.loadCPU); err != nil {
 		return err
