@@ -170,6 +170,14 @@ func (l *loop) afterAnswers(c *conn) {
 	switch {
 	case h.switching:
 		l.reroute(c)
+	case h.closing && h.reject == nil && c.flags&fReadReady == 0 && h.fr.AtBoundary() && len(h.carry) == 0 &&
+		!l.e.draining.Load():
+		// The client asked for the close and sent nothing after its
+		// request: close now, no lingering (nginx's lingering_close
+		// heuristic). The FIN follows the answer's last byte. A
+		// draining connection lingers: its client may be sending.
+		c.outcome = OutcomeForwarded
+		l.closeConn(c)
 	case h.reject != nil || h.closing || c.flags&fReadEOF != 0 || h.mode == httpStopped:
 		l.finishStopped(c)
 	case c.flags&fReadReady != 0:
