@@ -6,27 +6,6 @@ import (
 	"strings"
 )
 
-// Source selects the source address of a backend's connections.
-type Source uint8
-
-const (
-	// SourceProxy: the host's own address, chosen by the kernel (default).
-	SourceProxy Source = 0
-	// SourceClient: the client's address (source=client, HAProxy's
-	// "usesrc clientip"), with a kernel-chosen port: transparent proxying
-	// with IP_TRANSPARENT, which needs CAP_NET_ADMIN and policy routing
-	// on the host (docs/tuning.md).
-	SourceClient Source = 1
-)
-
-// String returns the option value that selects s ("proxy", "client").
-func (s Source) String() string {
-	if s == SourceClient {
-		return "client"
-	}
-	return "proxy"
-}
-
 // maxUnixPath is the longest socket path the kernel takes: sun_path holds
 // 108 bytes including the terminating NUL.
 const maxUnixPath = 107

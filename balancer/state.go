@@ -61,6 +61,7 @@ type backendState struct {
 	fleetDown atomic.Bool
 	drain     atomic.Bool
 	fails     atomic.Int32 // consecutive passive connect failures
+	failures  atomic.Int64 // connect failures ever (status page)
 	reason    atomic.Pointer[string]
 	reported  atomic.Bool // the local health last logged and reported (true: up)
 	checkers  atomic.Int32
@@ -96,6 +97,7 @@ func (s *backendState) activeChecks() bool {
 }
 
 func (s *backendState) connectFailed() {
+	s.failures.Add(1)
 	n := s.fails.Add(1)
 	cfg := s.cfg.Load()
 	if int(n) < cfg.Fall {
@@ -135,6 +137,10 @@ func (s *backendState) connectSucceeded() {
 // the caller logs it at once (rare: only on transitions).
 func (s *backendState) changed() {
 	if s.h != nil {
+		if s.checkers.Load() == 0 {
+			s.h.passiveChanged(s)
+			return
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:

@@ -28,13 +28,13 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.apps.test", Backends: []string{"http://127.0.0.1:9003"}},
 			},
 			Default:   "app1.test",
-			Timeouts:  Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown, DrainGrace: DefaultDrainGrace},
+			Timeouts:  Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
 			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
 			Limits:    Limits{MaxHeaderBytes: 16384},
 		}},
 		{"minimal.yaml", Config{
 			Listeners: []Listener{{Name: "web", Address: "127.0.0.1:8080", Protocol: "http", Line: 2}},
-			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, DrainGrace: DefaultDrainGrace},
+			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
 			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
 			Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 		}},
@@ -48,7 +48,7 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.example", Backends: []string{"tls://[::1]:9443?weight=3&proxy=v2"}},
 			},
 			Default:   "shop.example",
-			Timeouts:  Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown, DrainGrace: DefaultDrainGrace},
+			Timeouts:  Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
 			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
 			Limits:    Limits{MaxHeaderBytes: 65536},
 			Loops:     4,
@@ -75,7 +75,8 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Listeners) != 2 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" {
+	if len(cfg.Listeners) != 3 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" ||
+		cfg.Listeners[2].Protocol != "quic" {
 		t.Errorf("listeners: %+v", cfg.Listeners)
 	}
 	tab, err := balancer.NewTable(context.Background(), cfg.Routes, cfg.Default, balancer.TableOptions{})
@@ -187,7 +188,7 @@ func TestParseBad(t *testing.T) {
 		{"default null", head + "default:\n", `3: default: want a string, got nothing`},
 
 		// timeouts
-		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown, drain_grace)`},
+		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown, quic_idle, drain_grace)`},
 		{"timeout no unit", head + "timeouts:\n  idle: 300\n", `4: timeouts.idle: invalid duration "300" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout garbage", head + "timeouts:\n  connect: soon\n", `4: timeouts.connect: invalid duration "soon" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout zero", head + "timeouts:\n  connect: 0s\n", `4: timeouts.connect: duration "0s" must be positive`},
@@ -200,7 +201,7 @@ func TestParseBad(t *testing.T) {
 		{"limit too big", head + "limits:\n  max_header_bytes: 1048577\n", `4: limits.max_header_bytes: 1048577 out of range 1024..1048576`},
 		{"limit not an int", head + "limits:\n  max_header_bytes: 16k\n", `4: limits.max_header_bytes: want an integer, got "16k"`},
 		{"limit float", head + "limits:\n  max_header_bytes: 2048.0\n", `4: limits.max_header_bytes: want an integer, got "2048.0"`},
-		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip, per_ip_ipv6_prefix)`},
+		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip, per_ip_ipv6_prefix, max_flows, max_flows_per_ip)`},
 
 		// loops
 		{"loops negative", head + "loops: -1\n", `3: loops: -1 out of range 0..1024 (0: one per CPU)`},
@@ -219,6 +220,13 @@ func TestParseBad(t *testing.T) {
 		{"continued scalar", head + "routes:\n  a.test:\n  - http://127.0.0.1:1\n   - x\n",
 			`5: routes["a.test"][0]: parse backend "http://127.0.0.1:1 - x": invalid port "1 - x"`},
 		{"tab", "listeners:\n\t- x\n", `2: found character that cannot start any token`},
+		// A URL with a query in a flow list: the error says to quote it.
+		{"query in flow list", head + "routes:\n  a.test: [tls://10.0.0.5:443?proxy=v2]\n",
+			`4: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["tls://10.0.0.5:443?proxy=v2"] (or list it as "- tls://10.0.0.5:443?proxy=v2" on its own line)`},
+		{"query in second flow item", head + "routes:\n  a.test: [http://127.0.0.1:1]\n  # b.test: [http://x:1?weight=3]\n  b.test: {backends: [http://127.0.0.1:2, http://127.0.0.1:3?weight=2]}\n",
+			`6: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["http://127.0.0.1:3?weight=2"] (or list it as "- http://127.0.0.1:3?weight=2" on its own line)`},
+		{"query in one-line flow list", "routes: {a.test: [http://x:1?weight=2]}\n",
+			`1: did not find expected ',' or ']': a URL with "?" inside [...] must be quoted: write ["http://x:1?weight=2"] (or list it as "- http://x:1?weight=2" on its own line)`},
 	}
 	for _, tc := range tests {
 		_, err := Parse([]byte(tc.yaml), "c.yaml")
@@ -238,12 +246,12 @@ func TestParseGood(t *testing.T) {
 		check      func(*Config) bool
 	}{
 		{"defaults", head, func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second, time.Second} &&
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second, 30 * time.Second, time.Second} &&
 				c.Keepalive == balancer.Reuse{MaxIdle: 32, IdleTimeout: 15 * time.Second} &&
 				c.Limits.MaxHeaderBytes == 16384 && c.Loops == 0 && c.Default == "" && c.Routes == nil
 		}},
 		{"partial timeouts keep defaults", head + "timeouts: {idle: 1m}\n", func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second, time.Second}
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second, 30 * time.Second, time.Second}
 		}},
 		{"keepalive", head + "keepalive: {max_idle: 4, timeout: 5s}\ntimeouts: {drain_grace: 300ms}\nroutes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: never\n  b.test:\n    backends: [http://127.0.0.1:2]\n    keepalive: {max_idle: 2}\n", func(c *Config) bool {
 			return c.Keepalive == balancer.Reuse{MaxIdle: 4, IdleTimeout: 5 * time.Second} && c.Timeouts.DrainGrace == 300*time.Millisecond &&
@@ -256,6 +264,9 @@ func TestParseGood(t *testing.T) {
 			func(c *Config) bool {
 				return len(c.Routes) == 3 && c.Routes[0].Name == "z.test" && c.Routes[1].Name == "a.test" && c.Routes[2].Name == "*.m.test"
 			}},
+		{"quoted query in flow list", head + "routes:\n  a.test: [\"tls://127.0.0.1:1?proxy=v2\", 'tls://127.0.0.1:2?weight=3']\n", func(c *Config) bool {
+			return len(c.Routes) == 1 && c.Routes[0].Backends[0] == "tls://127.0.0.1:1?proxy=v2" && c.Routes[0].Backends[1] == "tls://127.0.0.1:2?weight=3"
+		}},
 		{"wildcard default", head + "routes: {'*.a.test': [http://127.0.0.1:1]}\ndefault: '*.A.test.'\n", func(c *Config) bool { return c.Default == "*.a.test" }},
 		{"ipv6 listeners", "listeners:\n  - {name: a, address: '[::1]:8080', protocol: http}\n  - {name: b, address: '[::]:8443', protocol: tls}\n  - {name: c, address: '[::ffff:127.0.0.1]:1', protocol: tls}\n",
 			func(c *Config) bool {

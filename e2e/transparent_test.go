@@ -14,93 +14,24 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/portier/portier/internal/selfsigned"
+	"github.com/portier/portier/internal/testutil"
 )
 
-// Transparent client addresses (source=client) in a topology of its own:
-//
-//	client ns  10.201.1.2  fd00:201:1::2 ──veth── 10.201.1.1 fd00:201:1::1  portier ns
-//	portier ns 10.201.2.1  fd00:201:2::1 ──veth── 10.201.2.2 fd00:201:2::2  backend ns
-//
-// The backend namespace's default route points at portier's, which diverts
-// packets for its transparent sockets to itself (each setup of
-// docs/tuning.md in turn: nftables or iptables socket match with a firewall
-// mark, or policy routing by interface; then a local route in table 100) and
-// does not forward. So a backend answers the client's own address, and only
-// portier can take that answer.
+// Transparent client addresses (source=client) in the topology of
+// testutil.TransparentTopology: client, portier and backend namespaces, the
+// backend's default route via portier's, each divert setup of docs/tuning.md.
 const (
-	tpClient4, tpClient6   = "10.201.1.2", "fd00:201:1::2"
-	tpListen4, tpListen6   = "10.201.1.1", "fd00:201:1::1"
-	tpPortier4, tpPortier6 = "10.201.2.1", "fd00:201:2::1"
-	tpBackend4, tpBackend6 = "10.201.2.2", "fd00:201:2::2"
+	tpClient4, tpClient6   = testutil.TPClient4, testutil.TPClient6
+	tpListen4, tpListen6   = testutil.TPListen4, testutil.TPListen6
+	tpPortier4, tpPortier6 = testutil.TPPortier4, testutil.TPPortier6
+	tpBackend4, tpBackend6 = testutil.TPBackend4, testutil.TPBackend6
 	tpAnnounced            = "198.51.100.7" // a client announced by a PROXY header
 )
-
-// tpDiverts are the portier host's ways to take the backends' replies to
-// client addresses for itself (docs/tuning.md): a socket match that marks
-// them (nftables or iptables) plus policy routing by the mark, or policy
-// routing of everything TCP from the backend-side interface.
-var tpDiverts = []struct {
-	name  string
-	setup func(t *testing.T, p *netns)
-}{
-	{"nftables", func(t *testing.T, p *netns) {
-		cmd := exec.Command("ip", "netns", "exec", p.name, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(`table inet portier_tproxy {
-	chain divert {
-		type filter hook prerouting priority mangle; policy accept;
-		meta l4proto tcp socket transparent 1 meta mark set 0x1 accept
-	}
-}
-`)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("nft: %v\n%s", err, out)
-		}
-		tpLocalTable(t, p, "fwmark", "1")
-	}},
-	{"iptables", func(t *testing.T, p *netns) {
-		for _, ipt := range []string{"iptables", "ip6tables"} {
-			p.run(t, ipt, "-t", "mangle", "-N", "DIVERT")
-			p.run(t, ipt, "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "socket", "-j", "DIVERT")
-			p.run(t, ipt, "-t", "mangle", "-A", "DIVERT", "-j", "MARK", "--set-mark", "1")
-			p.run(t, ipt, "-t", "mangle", "-A", "DIVERT", "-j", "ACCEPT")
-		}
-		tpLocalTable(t, p, "fwmark", "1")
-	}},
-	{"ip-rule-iif", func(t *testing.T, p *netns) {
-		tpLocalTable(t, p, "iif", "pb", "ipproto", "tcp")
-	}},
-}
-
-// tpLocalTable sends packets matching the rule selector to the local stack
-// through routing table 100, for both families.
-func tpLocalTable(t *testing.T, p *netns, selector ...string) {
-	p.run(t, append(append([]string{"ip", "rule", "add"}, selector...), "lookup", "100")...)
-	p.run(t, "ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
-	p.run(t, append(append([]string{"ip", "-6", "rule", "add"}, selector...), "lookup", "100")...)
-	p.run(t, "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100")
-}
-
-type tpTopology struct {
-	client, portier, backend *netns
-}
-
-func buildTransparentTopology(t *testing.T, divert func(*testing.T, *netns)) *tpTopology {
-	tp := &tpTopology{client: newNetns(t, "ptc"), portier: newNetns(t, "ptp"), backend: newNetns(t, "ptb")}
-	veth(t, tp.client, "c0", []string{tpClient4 + "/24", tpClient6 + "/64"}, tp.portier, "pc", []string{tpListen4 + "/24", tpListen6 + "/64"})
-	veth(t, tp.portier, "pb", []string{tpPortier4 + "/24", tpPortier6 + "/64"}, tp.backend, "b0", []string{tpBackend4 + "/24", tpBackend6 + "/64"})
-	tp.client.run(t, "ip", "route", "add", "default", "via", tpListen4)
-	tp.client.run(t, "ip", "-6", "route", "add", "default", "via", tpListen6)
-	tp.backend.run(t, "ip", "route", "add", "default", "via", tpPortier4)
-	tp.backend.run(t, "ip", "-6", "route", "add", "default", "via", tpPortier6)
-	// Portier's host never forwards: only the divert lets it take the replies.
-	tp.portier.run(t, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
-	divert(t, tp.portier)
-	return tp
-}
 
 // sourceLog records the source address of every connection a backend accepts.
 type sourceLog struct {
@@ -137,7 +68,7 @@ func (l recordingListener) Accept() (net.Conn, error) {
 // startTransparentBackends runs, in the backend namespace, an HTTP server on
 // :8080 and a TLS server on :8443 (both families) that answer with the
 // connection's source address.
-func startTransparentBackends(t *testing.T, ns *netns) *sourceLog {
+func startTransparentBackends(t *testing.T, ns *testutil.Netns) *sourceLog {
 	seen := &sourceLog{count: map[string]int{}}
 	handler := func(kind string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +81,7 @@ func startTransparentBackends(t *testing.T, ns *netns) *sourceLog {
 		t.Fatal(err)
 	}
 	var web, sec net.Listener
-	ns.do(t, func() {
+	ns.Do(t, func() {
 		if web, err = net.Listen("tcp", ":8080"); err != nil {
 			return
 		}
@@ -172,11 +103,11 @@ func startTransparentBackends(t *testing.T, ns *netns) *sourceLog {
 
 // tpRequest connects from the client namespace to addr, optionally sends a
 // PROXY header and a TLS handshake for name, and returns the answer's body.
-func tpRequest(t *testing.T, client *netns, addr, name string, useTLS bool, proxyHeader string) string {
+func tpRequest(t *testing.T, client *testutil.Netns, addr, name string, useTLS bool, proxyHeader string) string {
 	t.Helper()
 	var body string
 	var err error
-	client.do(t, func() {
+	client.Do(t, func() {
 		var c net.Conn
 		if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
 			return
@@ -217,17 +148,17 @@ func openFDs(t *testing.T, pid int) int {
 }
 
 func TestTransparentSourceClient(t *testing.T) {
-	needNetns(t, "nft", "iptables", "ip6tables")
-	for i, d := range tpDiverts {
-		t.Run(d.name, func(t *testing.T) { testTransparent(t, d.setup, i == 0) })
+	testutil.NeedNetns(t, "nft", "iptables", "ip6tables")
+	for i, d := range testutil.Diverts {
+		t.Run(d.Name, func(t *testing.T) { testTransparent(t, d, i == 0) })
 	}
 }
 
 // testTransparent checks source=client over one divert setup; full adds the
 // health check sources and the 1,000-connection descriptor check.
-func testTransparent(t *testing.T, divert func(*testing.T, *netns), full bool) {
-	tp := buildTransparentTopology(t, divert)
-	seen := startTransparentBackends(t, tp.backend)
+func testTransparent(t *testing.T, divert testutil.Divert, full bool) {
+	tp := testutil.TransparentTopology(t, divert)
+	seen := startTransparentBackends(t, tp.Backend)
 	cfg := fmt.Sprintf(`listeners:
   - {name: web4, address: "%[1]s:8080", protocol: http}
   - {name: sec4, address: "%[1]s:8443", protocol: tls}
@@ -241,7 +172,7 @@ routes:
   web6.test: ["http://[%[4]s]:8080?source=client"]
   sec6.test: ["tls://[%[4]s]:8443?source=client"]
 `, tpListen4, tpListen6, tpBackend4, tpBackend6)
-	p := startPortierVia(t, tp.portier.exec(), cfg)
+	p := startPortierVia(t, tp.Portier.Exec(), cfg)
 
 	for _, tc := range []struct {
 		listener, name string
@@ -253,14 +184,14 @@ routes:
 		{"[" + tpListen6 + "]:8080", "web6.test", false, "http backend saw source=" + tpClient6},
 		{"[" + tpListen6 + "]:8443", "sec6.test", true, "tls backend saw source=" + tpClient6},
 	} {
-		if got := tpRequest(t, tp.client, tc.listener, tc.name, tc.tls, ""); got != tc.want {
+		if got := tpRequest(t, tp.Client, tc.listener, tc.name, tc.tls, ""); got != tc.want {
 			t.Errorf("%s via %s: backend answered %q, want %q\n%s", tc.name, tc.listener, got, tc.want, p.logText())
 		}
 	}
 
 	// Behind an L4 balancer (accept_proxy), the source is the client it announced.
 	hdr := fmt.Sprintf("PROXY TCP4 %s %s 40000 8081\r\n", tpAnnounced, tpListen4)
-	if got, want := tpRequest(t, tp.client, tpListen4+":8081", "web.test", false, hdr), "http backend saw source="+tpAnnounced; got != want {
+	if got, want := tpRequest(t, tp.Client, tpListen4+":8081", "web.test", false, hdr), "http backend saw source="+tpAnnounced; got != want {
 		t.Errorf("behind accept_proxy: backend answered %q, want %q", got, want)
 	}
 
@@ -282,7 +213,7 @@ routes:
 	before := openFDs(t, pid)
 	fromClient := seen.get(tpClient4)
 	var fail error
-	tp.client.do(t, func() {
+	tp.Client.Do(t, func() {
 		buf := make([]byte, 4096)
 		for i := 0; i < 1000 && fail == nil; i++ {
 			c, err := net.DialTimeout("tcp", tpListen4+":8080", 5*time.Second)
@@ -330,7 +261,7 @@ routes:
 // with a message that says why; it is never served from portier's own
 // address instead.
 func TestTransparentWithoutCapability(t *testing.T) {
-	needNetns(t, "setpriv")
+	testutil.NeedNetns(t, "setpriv")
 	cfg := filepath.Join(t.TempDir(), "portier.yaml")
 	yaml := `listeners:
   - {name: web, address: "127.0.0.1:0", protocol: http}
@@ -363,5 +294,27 @@ routes:
 	// With the capability the same file is fine.
 	if out, code := runPortier(t, "-check", "-config", cfg); code != 0 {
 		t.Errorf("-check with the capability: exit %d\n%s", code, out)
+	}
+
+	// A running portier without the capability refuses a reload that adds
+	// source=client and keeps serving its running configuration.
+	plain := strings.Replace(yaml, "?source=client", "", 1)
+	p := startPortierVia(t, drop[:len(drop)-1], plain)
+	running := opsConfigPath(t, p)
+	if err := os.WriteFile(running, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logText(), "reload failed; keeping the running configuration") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := p.logText(); !strings.Contains(log, "reload failed; keeping the running configuration") || !strings.Contains(log, "source=client needs the CAP_NET_ADMIN capability") {
+		t.Errorf("reload adding source=client without the capability:\n%s", log)
+	}
+	if err := p.stop(t); err != nil {
+		t.Errorf("portier exit: %v", err)
 	}
 }

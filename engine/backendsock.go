@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -19,17 +20,18 @@ func (l *loop) backendSockaddr(b *balancer.Backend) (family int, sa unsafe.Point
 		sa, salen = l.sa.Unix(b.Spec.Path)
 		return unix.AF_UNIX, sa, salen
 	}
-	return l.rawSockaddr(b.Addr)
+	return l.sa.Inet(b.Addr)
 }
 
-// bindSource binds a backend socket of b to client c's address (the one a
-// trusted PROXY header announced, behind accept_proxy) when b says
-// source=client: the backend sees the client as the connection's source.
-func (l *loop) bindSource(fd, family int, c *conn, b *balancer.Backend) error {
+// bindSource binds a backend socket of b (TCP, or a QUIC flow's UDP) to
+// the client's address (for TCP the one a trusted PROXY header announced,
+// behind accept_proxy) when b says source=client: the backend sees the
+// client as the connection's source.
+func (l *loop) bindSource(fd, family int, client netip.AddrPort, b *balancer.Backend) error {
 	if b.Spec.Source != balancer.SourceClient {
 		return nil
 	}
-	if err := rawsock.BindTransparent(fd, family, c.remote.Addr(), &l.src); err != nil {
+	if err := rawsock.BindTransparent(fd, family, client.Addr(), &l.src); err != nil {
 		return &sourceError{err} // allocates, on failure only
 	}
 	return nil
@@ -45,12 +47,16 @@ func (e *sourceError) Error() string {
 
 func (e *sourceError) Unwrap() error { return e.err }
 
+func isSourceError(err error) bool {
+	var se *sourceError
+	return errors.As(err, &se)
+}
+
 // dialFailed handles a connect to b that failed before it started: a
 // failed bind to the client's address skips b for this client without
 // counting against b's health; anything else is the backend's failure.
 func (l *loop) dialFailed(c *conn, b *balancer.Backend, err error) {
-	var se *sourceError
-	if !errors.As(err, &se) {
+	if !isSourceError(err) {
 		l.backendFailed(c, b, "backend connect failed", err)
 		return
 	}

@@ -40,6 +40,8 @@ const (
 	fCounted                       // client: counted in the per-IP connection counts
 	fReplay                        // client: its first bytes may be sent again to another backend
 	fExamined                      // client: its first bytes were parsed once (later reads only search for the head's end)
+	fOutArmed                      // registered for EPOLLOUT (backends from the start, clients after a short write)
+	fConnErr                       // EPOLLERR was reported (a failed connect)
 	fFresh                         // client: its request must go over a new backend connection
 	fReused                        // backend: taken from the pool for the current request
 	fInflight                      // backend: counted in its backend's Active (a request is in flight)
@@ -76,7 +78,10 @@ type conn struct {
 	tries   int
 
 	// timer list membership
-	list       uint8
+	list uint8
+	// gen tells this socket's epoll events from those of an earlier socket
+	// with the same descriptor number (see epollToken).
+	gen        uint16
 	prev, next *conn
 	since      int64 // when it entered its list
 	active     int64 // client: last time a byte moved either way

@@ -67,7 +67,7 @@ func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
 	if fam != unix.AF_UNIX {
 		sysNoDelay(fd)
 	}
-	if err := l.bindSource(fd, fam, c, b); err != nil {
+	if err := l.bindSource(fd, fam, c.remote, b); err != nil {
 		sysClose(fd)
 		return nil, err
 	}
@@ -75,11 +75,14 @@ func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
 		sysClose(fd)
 		return nil, err
 	}
-	if err := l.register(fd); err != nil {
+	bc := l.newConn(fd, kindBackend)
+	if err := l.register(bc); err != nil {
+		l.conns[fd] = nil
 		sysClose(fd)
+		bc.reset()
+		l.free = append(l.free, bc)
 		return nil, err
 	}
-	bc := l.newConn(fd, kindBackend)
 	bc.state = stConnecting
 	l.setList(bc, listConnect)
 	return bc, nil
@@ -87,13 +90,15 @@ func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
 
 // connected completes a backend's connect and starts forwarding.
 func (l *loop) connected(bc *conn) {
-	if !l.peerConnected(bc.fd) {
+	// The event is this socket's (its generation matched), so EPOLLOUT
+	// without an error means the connect completed: no getpeername.
+	if bc.flags&fConnErr != 0 {
 		soerr, err := unix.GetsockoptInt(bc.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr == 0 {
-			return // stale event: still connecting
-		}
 		if err == nil {
-			err = unix.Errno(soerr)
+			err = unix.ECONNREFUSED
+			if soerr != 0 {
+				err = unix.Errno(soerr)
+			}
 		}
 		l.connectFailed(bc, err)
 		return
@@ -181,7 +186,7 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 	}
 	var name, alpn []byte
 	if c.ln.spec.Scheme == balancer.SchemeTLS {
-		if parser.ParseClientHello(first, &l.hello) == nil {
+		if parser.ParseClientHello(first, l.e.opts.MaxHeaderBytes, &l.hello) == nil {
 			name = l.hello.ServerName
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -13,57 +14,63 @@ import (
 	"github.com/portier/portier/proxyproto"
 )
 
-// accept takes up to acceptsPerEvent pending connections; it reports
-// whether more may be pending.
+// accept takes one pending connection; it reports whether more may be
+// pending. One per event: the level-triggered listener reports the next one
+// at the poller's next look (which follows every batch anyway), so a short
+// batch does not end with an accept4 that only returns EAGAIN.
 func (l *loop) accept(ln *conn) bool {
-	for i := 0; i < acceptsPerEvent; i++ {
-		if !l.takeSlot() {
-			return false // at max_connections: the rest wait in the backlog
+	if !l.takeSlot() {
+		return false // at max_connections: the rest wait in the backlog
+	}
+	var fd int
+	var remote netip.AddrPort
+	for {
+		var err error
+		fd, remote, err = l.accept4(ln.fd)
+		if err == nil {
+			break
 		}
-		fd, remote, err := l.accept4(ln.fd)
-		if err != nil {
-			l.giveSlot()
-			switch err {
-			case unix.EAGAIN:
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.pauseAccept(err)
-			default:
-				l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
-			}
-			return false
-		}
-		c := l.newConn(fd, kindClient)
-		c.state = stHandshake
-		c.ln = ln.ln
-		c.remote = remote
-		if err := l.register(fd); err != nil {
-			l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
-			l.conns[fd] = nil
-			sysClose(fd)
-			c.reset()
-			l.free = append(l.free, c)
-			l.giveSlot()
+		switch err {
+		case unix.EINTR, unix.ECONNABORTED:
 			continue
+		case unix.EAGAIN:
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.pauseAccept(err)
+		default:
+			l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
 		}
-		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
-			c.flags |= fTrusted
-		}
-		l.e.stats.Accepted.Add(1)
-		if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
-			l.e.stats.Open.Add(1)
-		}
-		ls := &l.e.stats.Listeners[ln.ln.idx]
-		ls.Accepted.Add(1)
-		ls.Open.Add(1)
-		if l.e.opts.AccessLog != nil {
-			c.log = &connLog{wall: time.Now()}
-		}
-		l.setList(c, listHandshake)
-		if !c.ln.spec.AcceptProxy && !l.admit(c) {
-			continue
-		}
+		l.giveSlot()
+		return false
+	}
+	c := l.newConn(fd, kindClient)
+	c.state = stHandshake
+	c.ln = ln.ln
+	c.remote = remote
+	if err := l.register(c); err != nil {
+		l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
+		l.conns[fd] = nil
+		sysClose(fd)
+		c.reset()
+		l.free = append(l.free, c)
+		l.giveSlot()
+		return true
+	}
+	if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
+		c.flags |= fTrusted
+	}
+	l.e.stats.Accepted.Add(1)
+	if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
+		l.e.stats.Open.Add(1)
+	}
+	ls := &l.e.stats.Listeners[ln.ln.idx]
+	ls.Accepted.Add(1)
+	ls.Open.Add(1)
+	if l.e.opts.AccessLog != nil {
+		c.log = &connLog{wall: time.Now()}
+	}
+	l.setList(c, listHandshake)
+	if !c.ln.spec.AcceptProxy {
+		l.admit(c)
 	}
 	return true
 }
@@ -146,11 +153,12 @@ func (l *loop) examine(c *conn) {
 		l.examineHTTP(c, data)
 		return
 	}
-	err := parser.ParseClientHello(data, &l.hello)
+	err := parser.ParseClientHello(data, l.e.opts.MaxHeaderBytes, &l.hello)
 	switch {
 	case err == nil:
 		// Until the backend's first byte, nothing was agreed: the
-		// ClientHello can go to another backend.
+		// ClientHello can go to another backend. An SSLv2-format one has no
+		// SNI and goes to the default route, if there is one.
 		c.flags |= fReplay
 		if l.e.opts.AccessLog != nil {
 			l.noteName(c, l.hello.ServerName, true)
@@ -158,6 +166,8 @@ func (l *loop) examine(c *conn) {
 		l.route(c, l.hello.ServerName)
 	case errors.Is(err, parser.ErrNeedMore):
 		l.needMore(c, len(data))
+	case errors.Is(err, parser.ErrTooLarge):
+		l.reject(c, rejTooLarge, nil, err)
 	case errors.Is(err, parser.ErrNotThisProtocol):
 		l.fr.Reset()
 		if _, _, herr := l.fr.Next(data, l.e.opts.MaxHeaderBytes); !errors.Is(herr, parser.ErrNotThisProtocol) {

@@ -209,6 +209,7 @@ func headMayEnd(data []byte, from int) bool {
 func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	h := c.h
 	data := fresh
+	var body []byte // the rest of a fresh read when it is all body: sent without a copy
 	if len(h.carry) > 0 {
 		h.carry = append(h.carry, fresh...)
 		data = h.carry
@@ -273,6 +274,7 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 			out = l.rewriteHead(c, out, rest[:n], hd)
 			h.downAtHead = c.bytesDown
 			h.sent++
+			l.e.stats.Listeners[c.ln.idx].Requests.Add(1)
 			if h.pending < 64 {
 				if string(hd.Method) == "HEAD" {
 					h.heads |= 1 << h.pending
@@ -285,7 +287,11 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 				h.mode = httpAwait101
 			}
 		default: // body or tunnel bytes
-			out = append(out, rest[:n]...)
+			if len(out) == 0 && n == len(rest) && len(h.carry) == 0 {
+				body = rest
+			} else {
+				out = append(out, rest[:n]...)
+			}
 		}
 		rest = rest[n:]
 	}
@@ -296,6 +302,9 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	// Keep what could not be forwarded yet: an incomplete head, or bytes
 	// that follow an Upgrade request until the backend accepts it.
 	l.keep(&h.carry, rest)
+	if len(body) > 0 && !l.sendOrdered(bc, body) {
+		return out, false
+	}
 	if len(out) > 0 && !l.sendOrdered(bc, out) {
 		return out, false
 	}

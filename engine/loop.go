@@ -22,7 +22,6 @@ import (
 const (
 	readBufSize      = 64 << 10 // one read; also the most a connection holds in user space per direction
 	readsPerEvent    = 4        // reads per wakeup before other connections get a turn
-	acceptsPerEvent  = 64
 	maxFreeConns     = 4096
 	maxFreeBufs      = 64
 	lingerTimeout    = 2 * time.Second
@@ -56,6 +55,9 @@ type loop struct {
 	// limited: accepting paused at max_connections; resumeQueued: an
 	// unlimitTask is on its way. Both are read by other loops.
 	limited, resumeQueued atomic.Bool
+
+	epfd int    // the poller's epoll descriptor (epollFD)
+	gen  uint16 // generation of the latest registered socket
 
 	hello parser.ClientHello
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
@@ -93,7 +95,12 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+	epfd, err := epollFD(p)
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	l := &loop{id: id, e: e, poller: p, epfd: epfd, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
 		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
@@ -181,7 +188,8 @@ func (l *loop) setConn(fd int, c *conn) {
 	l.conns[fd] = c
 }
 
-func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	fd := token & (1<<genShift - 1)
 	if l.q != nil && l.quicEvent(fd) {
 		return nil
 	}
@@ -189,8 +197,11 @@ func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		return nil
 	}
 	c := l.conns[fd]
-	if c == nil {
-		return nil
+	if c == nil || int(c.gen) != token>>genShift {
+		return nil // an event of a closed socket whose descriptor number was reused
+	}
+	if ev&unix.EPOLLERR != 0 {
+		c.flags |= fConnErr
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.flags |= fReadReady

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/panjf2000/gnet/v2/pkg/queue"
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
@@ -234,6 +236,9 @@ func (l *loop) quicListenerRead(ln *qlistener) {
 		if f == nil {
 			f = l.quicRebound(ln, key, d)
 		}
+		if f == nil && l.quicHandOver(ln, key, d) {
+			continue
+		}
 		if f == nil {
 			l.quicNewFlow(ln, key, d)
 			continue
@@ -415,7 +420,7 @@ func (l *loop) quicFeed(f *qflow, d []byte) {
 		l.quicEnd(f, OutcomeRejected, reasonForDrop(reason), err)
 		return
 	}
-	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), &l.hello); err != nil {
+	if err := parser.ParseClientHelloMessage(f.asm.ClientHello(), l.e.opts.MaxHeaderBytes, &l.hello); err != nil {
 		q.stats.Drops[QUICDropMalformed].Add(1)
 		l.quicEnd(f, OutcomeRejected, ReasonMalformed, err)
 		return
@@ -480,7 +485,7 @@ func (l *loop) quicConnect(f *qflow) {
 			break
 		}
 		f.tries++
-		fd, err := l.quicBackendSocket(b.Addr, f.key.addr)
+		fd, err := l.quicBackendSocket(b, f.key.addr)
 		if err == nil {
 			l.pa.FD = fd
 			if err = l.poller.AddRead(&l.pa, false); err != nil {
@@ -512,9 +517,13 @@ func (l *loop) quicConnect(f *qflow) {
 
 func (l *loop) quicBackendFailed(f *qflow, b *balancer.Backend, err error) {
 	l.e.stats.ConnectFailures.Add(1)
-	b.ConnectFailed()
+	if !isSourceError(err) { // the host's setup, not the backend's health
+		b.ConnectFailed()
+	}
 	f.failed = b
-	l.e.opts.Logger.Warn("quic backend failed", "client", f.key.addr, "route", f.pool.Name, "backend", b.Addr, "err", err)
+	e := l.event(slog.LevelWarn, kindBackendFailed, "quic backend failed")
+	e.Client, e.Route, e.Backend, e.Err = f.key.addr, f.pool.Name, b.AddrText, err
+	l.logEvent()
 }
 
 // quicBackendGone handles a backend that is unreachable (ICMP port
@@ -596,6 +605,69 @@ func (l *loop) quicLearnCID(f *qflow, d []byte) {
 	}
 	q.cids[f.cid] = f
 	q.cidLens |= 1 << len(h.SCID)
+	l.e.q.cids.Store(f.cid, l)
+	for {
+		lens := l.e.q.cidLens.Load()
+		if lens&(1<<len(h.SCID)) != 0 || l.e.q.cidLens.CompareAndSwap(lens, lens|1<<len(h.SCID)) {
+			break
+		}
+	}
+}
+
+// quicHandOver passes a short-header datagram from an unknown address to
+// the loop that owns the flow of the server connection ID it names, when
+// that is another loop (a rebound client's new 4-tuple hashed elsewhere).
+// It copies the datagram: a rare path, allowed to allocate.
+func (l *loop) quicHandOver(ln *qlistener, key qkey, d []byte) bool {
+	lens := l.e.q.cidLens.Load()
+	if lens == 0 || len(d) == 0 || quic.IsLongHeader(d) {
+		return false
+	}
+	for n := 1; n <= quic.MaxCIDLen; n++ {
+		if lens&(1<<n) == 0 || len(d) <= n {
+			continue
+		}
+		v, ok := l.e.q.cids.Load(string(d[1 : 1+n]))
+		if !ok || v.(*loop) == l {
+			continue
+		}
+		owner := v.(*loop)
+		dd := append([]byte(nil), d...)
+		sa, salen, idx := l.rsa, l.rsaLen, ln.idx
+		_ = owner.poller.Trigger(queue.HighPriority, func(any) error {
+			owner.quicForeign(idx, key, sa, salen, dd)
+			return nil
+		}, nil)
+		return true
+	}
+	return false
+}
+
+// quicForeign takes a datagram another loop received for one of this
+// loop's flows (see quicHandOver).
+func (l *loop) quicForeign(idx int, key qkey, sa unix.RawSockaddrAny, salen uint32, d []byte) {
+	q := l.q
+	if q == nil {
+		return
+	}
+	f := q.flows[key]
+	if f == nil {
+		var ln *qlistener
+		for _, x := range q.lns {
+			if x.idx == idx {
+				ln = x
+			}
+		}
+		if ln == nil || ln.fd < 0 {
+			return
+		}
+		l.rsa, l.rsaLen = sa, salen
+		if f = l.quicRebound(ln, key, d); f == nil {
+			q.stats.Drops[QUICDropNotInitial].Add(1)
+			return
+		}
+	}
+	l.quicFromClient(f, d)
 }
 
 // quicEnd removes f, closes its backend socket and logs it.
@@ -607,6 +679,7 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 	delete(q.flows, f.key)
 	if f.cid != "" && q.cids[f.cid] == f {
 		delete(q.cids, f.cid)
+		l.e.q.cids.CompareAndDelete(f.cid, l)
 	}
 	if f.list == qlistAnswer {
 		q.answer.remove(f)
@@ -634,14 +707,15 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 	if outcome == OutcomeRejected {
 		l.e.stats.Rejects[reason].Add(1)
 	}
-	if outcome == OutcomeRejected && err == nil {
-		l.e.opts.Logger.Warn("rejected", "listener", f.ln.spec.Name, "client", f.key.addr.String(),
-			"reason", reason.String(), "name", f.name)
-	} else if err != nil && outcome == OutcomeRejected {
-		l.e.opts.Logger.Warn("rejected", "listener", f.ln.spec.Name, "client", f.key.addr.String(),
-			"reason", reason.String(), "err", err)
+	if outcome == OutcomeRejected {
+		e := l.event(slog.LevelWarn, uint8(reason), "rejected")
+		e.Listener, e.Client, e.Reason, e.Detail = f.ln.spec.Name, f.key.addr, reason.String(), err
+		if f.name != "" {
+			e.SetName([]byte(f.name))
+		}
+		l.logEvent()
 	}
-	if al := l.e.opts.AccessLog; al != nil {
+	if l.alog != nil {
 		r := &q.rec
 		*r = accesslog.Record{Start: f.start, Duration: time.Since(f.start), Listener: f.ln.spec.Name,
 			Client: f.key.addr, Name: f.name, Backend: backend, BytesUp: f.up, BytesDown: f.down,
@@ -649,7 +723,7 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 		if outcome == OutcomeRejected {
 			r.Reason = reason.String()
 		}
-		al.Log(r)
+		l.alog.Log(r)
 	}
 }
 

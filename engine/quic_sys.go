@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
 )
 
 // UDP syscalls of the QUIC path: raw, non-blocking, allocation-free, like sys.go.
@@ -76,20 +78,25 @@ func udpSocket(ap netip.AddrPort) (int, netip.AddrPort, error) {
 }
 
 // quicBackendSocket creates the connected UDP socket through which one flow
-// reaches its backend. It is the single place a flow's backend socket is
-// made: transparent source binding (IP_TRANSPARENT and a bind to client
-// before the connect, so the backend sees the client's address) belongs
-// here; today the kernel picks portier's own address and an ephemeral port.
-func (l *loop) quicBackendSocket(backend, client netip.AddrPort) (int, error) {
-	_ = client // for transparent binding
-	fam, sa, salen := l.rawSockaddr(backend)
-	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(fam), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+// reaches backend b. It is the single place a flow's backend socket is made.
+// With source=client it is bound to the client's address first (as the TCP
+// dial does, rawsock.BindTransparent), so the backend sees the client as
+// the datagrams' source; otherwise the kernel picks portier's own address.
+// The port is the kernel's either way.
+func (l *loop) quicBackendSocket(b *balancer.Backend, client netip.AddrPort) (int, error) {
+	fam, sa, salen := l.sa.Inet(b.Addr)
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(fam), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
 		return -1, e
 	}
-	if err := sysConnect(int(fd), sa, salen); err != nil {
-		sysClose(int(fd))
+	fd := int(r)
+	if err := l.bindSource(fd, fam, client, b); err != nil {
+		sysClose(fd)
 		return -1, err
 	}
-	return int(fd), nil
+	if err := sysConnect(fd, sa, salen); err != nil {
+		sysClose(fd)
+		return -1, err
+	}
+	return fd, nil
 }

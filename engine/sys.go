@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -69,9 +68,4 @@ func sysShutdownWrite(fd int) error {
 		return e
 	}
 	return nil
-}
-
-// rawSockaddr fills the loop's kernel sockaddr for ap without allocating.
-func (l *loop) rawSockaddr(ap netip.AddrPort) (family int, sa unsafe.Pointer, salen uintptr) {
-	return l.sa.Inet(ap)
 }

@@ -133,7 +133,7 @@ func TestDialStepsAllocs(t *testing.T) {
 			failed = err
 			return
 		}
-		if err := l.bindSource(fd, fam, c, sb); err != nil {
+		if err := l.bindSource(fd, fam, c.remote, sb); err != nil {
 			failed = err
 		}
 		sysClose(fd)
@@ -143,5 +143,58 @@ func TestDialStepsAllocs(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("socket + transparent bind: %v allocations", n)
+	}
+}
+
+// QUIC flows too: with source=client the flow's backend socket is bound to
+// the client's address, so the backend sees the client as the datagrams'
+// source, and its answers still reach the client through portier.
+func TestSourceClientQUICLoopback(t *testing.T) {
+	needTransparent(t)
+	flight := captureInitials(t, "a.test")
+	be, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	sources := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, src, err := be.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case sources <- src.(*net.UDPAddr).IP.String():
+			default:
+			}
+			_, _ = be.WriteTo([]byte{0x40, 1, 2, 3}, src)
+		}
+	}()
+	for _, tc := range []struct{ opt, want string }{{"?source=client", "127.0.0.7"}, {"", "127.0.0.1"}} {
+		_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be.LocalAddr().String() + tc.opt}}}, "", nil)
+		dst, _ := net.ResolveUDPAddr("udp", addr)
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.7")}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range flight {
+			if _, err := c.Write(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		_, err = c.Read(buf)
+		c.Close()
+		if err != nil {
+			t.Fatalf("quic%s: no answer through portier: %v", tc.opt, err)
+		}
+		for range flight {
+			if got := <-sources; got != tc.want {
+				t.Errorf("quic%s: backend saw datagrams from %s, want %s", tc.opt, got, tc.want)
+			}
+		}
 	}
 }

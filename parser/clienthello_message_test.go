@@ -12,7 +12,7 @@ func TestParseClientHelloMessage(t *testing.T) {
 		t.Run(c.file, func(t *testing.T) {
 			msg := handshakeMessage(readCapture(t, c.file))
 			var h ClientHello
-			if err := ParseClientHelloMessage(msg, &h); err != nil {
+			if err := ParseClientHelloMessage(msg, 0, &h); err != nil {
 				t.Fatal(err)
 			}
 			checkHello(t, &h, c.sni, c.alpn, len(msg))
@@ -26,9 +26,9 @@ func TestParseClientHelloMessage(t *testing.T) {
 				{"truncated", msg[:len(msg)-1], ErrNeedMore},
 				{"trailing", append(append([]byte(nil), msg...), 0), errMessageTrailing},
 				{"server hello", append([]byte{2}, msg[1:]...), errNotClientHello},
-				{"too long", []byte{1, 1, 0, 1}, errHelloTooLong},
+				{"too long", []byte{1, 1, 0, 1}, errHelloTooLarge},
 			} {
-				if err := ParseClientHelloMessage(tc.in, &h); !errors.Is(err, tc.want) {
+				if err := ParseClientHelloMessage(tc.in, 0, &h); !errors.Is(err, tc.want) {
 					t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 				}
 				if h.ServerName != nil || h.Len != 0 {
@@ -42,7 +42,7 @@ func TestParseClientHelloMessage(t *testing.T) {
 func TestParseClientHelloMessageAllocs(t *testing.T) {
 	msg := handshakeMessage(readCapture(t, "go.bin"))
 	var h ClientHello
-	if n := testing.AllocsPerRun(100, func() { _ = ParseClientHelloMessage(msg, &h) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = ParseClientHelloMessage(msg, 0, &h) }); n != 0 {
 		t.Errorf("%.1f allocations", n)
 	}
 }

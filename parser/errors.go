@@ -36,8 +36,9 @@ func malformed(msg string) error { return &parseError{kind: ErrMalformed, msg: m
 var (
 	// ErrNotTLS: the first bytes are not a TLS handshake record.
 	ErrNotTLS = notProto("parse ClientHello: not a TLS handshake record")
-	// ErrSSLv2: an SSLv2-compatible (version 2 record format) ClientHello.
-	ErrSSLv2 = notProto("parse ClientHello: SSLv2-compatible ClientHello not supported")
+	// ErrSSLv2: an SSL 2.0 ClientHello that does not offer TLS (an
+	// SSLv2-format ClientHello offering TLS is accepted).
+	ErrSSLv2 = notProto("parse ClientHello: SSL 2.0 ClientHello not offering TLS")
 	// ErrNotHTTP: the bytes cannot start an HTTP/1.x request line (the
 	// method is not a token of at most 32 bytes followed by SP).
 	ErrNotHTTP = notProto("frame request: not an HTTP/1.x request line")
@@ -53,7 +54,9 @@ var (
 	errRecordTooLong   = malformed("parse ClientHello: record length exceeds 2^14")
 	errRecordEmpty     = malformed("parse ClientHello: zero-length handshake record")
 	errNotClientHello  = malformed("parse ClientHello: handshake message is not a ClientHello")
-	errHelloTooLong    = malformed("parse ClientHello: ClientHello exceeds 65536 bytes")
+	errHelloTooLarge   = &parseError{kind: ErrTooLarge, msg: "parse ClientHello: ClientHello exceeds the size limit"}
+	errSSLv2Length     = malformed("parse ClientHello: SSLv2-format ClientHello lengths do not match its record")
+	errSSLv2Fields     = malformed("parse ClientHello: SSLv2-format ClientHello without cipher specs or challenge, or session_id over 32 bytes")
 	errRecordBoundary  = malformed("parse ClientHello: ClientHello does not end at a record boundary")
 	errMessageTrailing = malformed("parse ClientHello: bytes after the handshake message")
 	errLegacyVersion   = malformed("parse ClientHello: legacy_version major is not 3")
@@ -65,16 +68,14 @@ var (
 	errExtensionsLen   = malformed("parse ClientHello: extensions length does not match message length")
 	errExtension       = malformed("parse ClientHello: extension exceeds extensions block")
 	errDupExtension    = malformed("parse ClientHello: duplicate extension")
-	errTooManyExt      = malformed("parse ClientHello: too many extensions")
 	errPSKNotLast      = malformed("parse ClientHello: pre_shared_key is not the last extension")
 	errSNIList         = malformed("parse ClientHello: server_name list length mismatch")
 	errSNIEmpty        = malformed("parse ClientHello: server_name list empty")
 	errSNIType         = malformed("parse ClientHello: server_name type is not host_name")
 	errSNITrunc        = malformed("parse ClientHello: host_name exceeds server_name list")
-	errSNILen          = malformed("parse ClientHello: host_name length outside 1..255")
+	errSNILen          = malformed("parse ClientHello: host_name longer than 255 bytes")
 	errSNIMultiple     = malformed("parse ClientHello: more than one server name")
-	errSNIChar         = malformed("parse ClientHello: host_name contains a byte outside printable ASCII")
-	errSNITrailingDot  = malformed("parse ClientHello: host_name ends with a dot")
+	errSNIChar         = malformed("parse ClientHello: host_name contains a NUL byte")
 	errALPNList        = malformed("parse ClientHello: ALPN list length mismatch")
 	errALPNEmpty       = malformed("parse ClientHello: ALPN list empty")
 	errALPNProto       = malformed("parse ClientHello: empty or truncated ALPN protocol name")

@@ -126,7 +126,7 @@ func run(dir string, c capture) error {
 			fr.Reset()
 			_, end, perr = fr.Next(data, len(data)+1)
 		} else {
-			perr, end = parser.ParseClientHello(data, &ch), ch.Len
+			perr, end = parser.ParseClientHello(data, 0, &ch), ch.Len
 		}
 		switch {
 		case perr == nil:
