@@ -116,6 +116,7 @@ func (b *tableBuilder) pools(r *RouteSpec, byScheme [schemeLast + 1][]*Backend, 
 		}
 		p := newPool(r.Name, r.Balance, byScheme[s], maxSeq)
 		p.Stats = rs.forRoute(r.Name, r.Metrics)
+		p.Reuse = r.Reuse
 		if s == SchemeTLS {
 			b.withALPN(p, *r, r.Name)
 		}

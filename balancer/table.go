@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -26,6 +27,16 @@ type RouteSpec struct {
 	Health   HealthCheck // zero fields: the Health's defaults, then the package's
 	Metrics  bool        // per-route metrics (TableOptions.RouteStats)
 	ALPN     []ALPNRoute // TLS: own backends for clients offering these protocols
+	Reuse    Reuse       // keep-alive pool of the route's http:// backend connections
+}
+
+// Reuse configures how the engine keeps idle connections to a route's
+// http:// backends for later requests. Zero fields take the engine's
+// defaults.
+type Reuse struct {
+	Never       bool          // reuse: never; every request gets its own backend connection
+	MaxIdle     int           // idle connections kept per backend address and event loop
+	IdleTimeout time.Duration // an idle connection is closed after this
 }
 
 // TableOptions configures NewTable.

@@ -42,6 +42,10 @@ type Timeouts struct {
 	Idle      time.Duration // without traffic in either direction
 	Shutdown  time.Duration // SIGTERM: how long open connections may finish (default 30s)
 	QUICIdle  time.Duration // quic flows without a datagram either way (default 30s)
+	// DrainGrace: on SIGTERM, how long a kept-alive http connection idle at
+	// that moment may still send a request (answered with Connection:
+	// close) before it is closed (default 1s).
+	DrainGrace time.Duration
 }
 
 // Limits bound per-connection resources.
@@ -64,6 +68,10 @@ const (
 	DefaultIdle           = 300 * time.Second
 	DefaultShutdown       = 30 * time.Second
 	DefaultQUICIdle       = 30 * time.Second // QUIC's common max_idle_timeout
+	DefaultDrainGrace     = time.Second
+	DefaultMaxIdle        = 32
+	DefaultKeepalive      = 15 * time.Second
+	MaxMaxIdle            = 1 << 16
 	DefaultMaxHeaderBytes = 16384
 	MinMaxHeaderBytes     = 1024
 	MaxMaxHeaderBytes     = 1 << 20
@@ -88,6 +96,9 @@ type Config struct {
 	AccessLog *AccessLog // nil: no access log
 	// RouteMetrics: top routes by traffic in the metrics; nil: off.
 	RouteMetrics *RouteMetrics
+	// Keepalive is the default pool of idle connections to http://
+	// backends (routes may override it): per backend address and event loop.
+	Keepalive balancer.Reuse
 }
 
 // Admin configures the admin HTTP server (metrics, pprof, health, routes).
@@ -166,9 +177,11 @@ func Parse(data []byte, filename string) (*Config, error) {
 	}
 	p := parser{file: filename}
 	cfg := &Config{
-		Path:     filename,
-		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
-		Limits:   Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
+		Path: filename,
+		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown,
+			QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
+		Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
+		Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 	}
 	if err := p.config(&doc, cfg); err != nil {
 		return nil, err
@@ -345,7 +358,7 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 	}
 	var defaultNode, listenersNode *yaml.Node
 	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
-		"redis", "health", "retries", "admin", "access_log", "route_metrics"}
+		"redis", "health", "retries", "admin", "access_log", "route_metrics", "keepalive"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -370,6 +383,8 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return p.accessLog(v, cfg)
 		case "route_metrics":
 			return p.routeMetrics(v, cfg)
+		case "keepalive":
+			return p.keepalive(v, key, &cfg.Keepalive)
 		case "retries":
 			n, err := p.integer(v, key)
 			if err != nil {
@@ -596,7 +611,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
 			var list, alpnNode *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics", "alpn"}, func(key string, k, fv *yaml.Node) error {
+			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics", "alpn", "reuse", "keepalive"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -617,6 +632,20 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 				case "alpn":
 					alpnNode = fv
 					return p.alpn(fv, path+".alpn", &r)
+				case "reuse":
+					s, err := p.str(fv, path+".reuse")
+					if err != nil {
+						return err
+					}
+					switch s {
+					case "safe":
+					case "never":
+						r.Reuse.Never = true
+					default:
+						return p.errorf(fv, path+".reuse", "unknown value %q (want safe or never)", s)
+					}
+				case "keepalive":
+					return p.keepalive(fv, path+".keepalive", &r.Reuse)
 				}
 				return nil
 			})
@@ -657,7 +686,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 }
 
 func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
-	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "quic_idle"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "quic_idle", "drain_grace"}, func(key string, k, v *yaml.Node) error {
 		d, err := p.duration(v, "timeouts."+key)
 		if err != nil {
 			return err
@@ -673,7 +702,31 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 			t.Shutdown = d
 		case "quic_idle":
 			t.QUICIdle = d
+		case "drain_grace":
+			t.DrainGrace = d
 		}
+		return nil
+	})
+}
+
+// keepalive reads the pool of idle http:// backend connections:
+// {max_idle: N, timeout: D}.
+func (p *parser) keepalive(n *yaml.Node, path string, r *balancer.Reuse) error {
+	return p.fields(n, path, []string{"max_idle", "timeout"}, func(key string, k, v *yaml.Node) error {
+		kp := path + "." + key
+		if key == "timeout" {
+			d, err := p.duration(v, kp)
+			r.IdleTimeout = d
+			return err
+		}
+		m, err := p.integer(v, kp)
+		if err != nil {
+			return err
+		}
+		if m < 1 || m > MaxMaxIdle {
+			return p.errorf(v, kp, "%d out of range 1..%d (reuse: never turns the pool off)", m, MaxMaxIdle)
+		}
+		r.MaxIdle = m
 		return nil
 	})
 }
