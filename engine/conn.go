@@ -41,6 +41,7 @@ const (
 	fExamined                      // client: its first bytes were parsed once (later reads only search for the head's end)
 	fOutArmed                      // registered for EPOLLOUT (backends from the start, clients after a short write)
 	fConnErr                       // EPOLLERR was reported (a failed connect)
+	fBulk                          // opaque source whose last read was large: spliced (bulk.go)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend
