@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,7 +35,7 @@ type sock struct {
 type floor struct {
 	ep       int
 	buf      []byte
-	socks    map[int]*sock
+	socks    []*sock                // by descriptor
 	backends map[int]netip.AddrPort // listener fd -> backend
 	closing  []int                  // closed after the batch, so no number is reused while its events are pending
 }
@@ -54,7 +55,7 @@ func run(config string) error {
 	if err != nil {
 		return err
 	}
-	f := &floor{ep: ep, buf: make([]byte, 64<<10), socks: map[int]*sock{}, backends: map[int]netip.AddrPort{}}
+	f := &floor{ep: ep, buf: make([]byte, 64<<10), socks: make([]*sock, 1<<16), backends: map[int]netip.AddrPort{}}
 	file, err := os.Open(config)
 	if err != nil {
 		return err
@@ -89,12 +90,10 @@ func run(config string) error {
 		}
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
-			if be, ok := f.backends[fd]; ok {
-				f.accept(fd, be)
-				continue
-			}
-			if s := f.socks[fd]; s != nil {
+			if s := f.sock(fd); s != nil {
 				f.event(s, ev.Events)
+			} else if be, ok := f.backends[fd]; ok {
+				f.accept(fd, be)
 			}
 		}
 		for _, fd := range f.closing {
@@ -140,7 +139,8 @@ func (f *floor) accept(lfd int, be netip.AddrPort) {
 		}
 		c, b := &sock{fd: cfd}, &sock{fd: bfd, connecting: true}
 		c.peer, b.peer = b, c
-		f.socks[cfd], f.socks[bfd] = c, b
+		f.set(cfd, c)
+		f.set(bfd, b)
 		for _, s := range []*sock{c, b} {
 			_ = unix.EpollCtl(f.ep, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{
 				Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(s.fd)})
@@ -160,7 +160,7 @@ func (f *floor) event(s *sock, ev uint32) {
 		if s.connecting {
 			s.connecting = false
 			f.pump(s.peer) // the client may have sent already
-			if f.socks[s.fd] != s {
+			if f.sock(s.fd) != s {
 				return
 			}
 		}
@@ -176,10 +176,10 @@ func (f *floor) event(s *sock, ev uint32) {
 func (f *floor) pump(src *sock) {
 	dst := src.peer
 	for src.readable && !src.eof && !dst.connecting && len(dst.pend) == 0 {
-		n, err := unix.Read(src.fd, f.buf)
+		n, err := rawRead(src.fd, f.buf)
 		switch {
 		case n > 0:
-			w, err := unix.Write(dst.fd, f.buf[:n])
+			w, err := rawWrite(dst.fd, f.buf[:n])
 			if err != nil && err != unix.EAGAIN {
 				f.closePair(src)
 				return
@@ -207,7 +207,7 @@ func (f *floor) pump(src *sock) {
 
 // flush writes s.pend; once it is out, s's peer is read again.
 func (f *floor) flush(s *sock) bool {
-	w, err := unix.Write(s.fd, s.pend)
+	w, err := rawWrite(s.fd, s.pend)
 	if err != nil && err != unix.EAGAIN {
 		f.closePair(s)
 		return false
@@ -220,10 +220,10 @@ func (f *floor) flush(s *sock) bool {
 	}
 	if s.peer.eof {
 		f.passFIN(s)
-		return f.socks[s.fd] == s
+		return f.sock(s.fd) == s
 	}
 	f.pump(s.peer)
-	return f.socks[s.fd] == s
+	return f.sock(s.fd) == s
 }
 
 // passFIN shuts dst's write side once its pending bytes are out, and closes
@@ -243,10 +243,42 @@ func (f *floor) passFIN(dst *sock) {
 
 func (f *floor) closePair(s *sock) {
 	for _, x := range []*sock{s, s.peer} {
-		if f.socks[x.fd] == x {
-			delete(f.socks, x.fd)
+		if f.sock(x.fd) == x {
+			f.socks[x.fd] = nil
 			_ = unix.EpollCtl(f.ep, unix.EPOLL_CTL_DEL, x.fd, nil)
 			f.closing = append(f.closing, x.fd)
 		}
 	}
+}
+
+func (f *floor) sock(fd int) *sock {
+	if fd < len(f.socks) {
+		return f.socks[fd]
+	}
+	return nil
+}
+
+func (f *floor) set(fd int, s *sock) {
+	for fd >= len(f.socks) {
+		f.socks = append(f.socks, make([]*sock, len(f.socks))...)
+	}
+	f.socks[fd] = s
+}
+
+// rawRead and rawWrite skip the scheduler's syscall bookkeeping: the
+// sockets are non-blocking, so the calls return at once (as portier does).
+func rawRead(fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }
