@@ -477,6 +477,9 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 	if err != nil {
 		return err
 	}
+	if err := s.recheckMissing(ctx, entries, problems); err != nil {
+		return err
+	}
 	for key, p := range problems {
 		if s.problems[key] != p {
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", p)
@@ -628,6 +631,35 @@ func (s *Source) publishIfChanged(publish func([]balancer.RouteSpec)) {
 			s.log.Warn("redis: snapshot not written", "err", err)
 		}
 	}
+}
+
+// recheckMissing reads again, one by one, the keys the last sync had and
+// this one did not find. SCAN walks a Cluster's masters one after another:
+// a key that a slot migration (redis-cli --cluster reshard) moves from a
+// master not yet scanned to one already scanned is seen on neither, and its
+// route would vanish until the next resync. A direct read follows the
+// MOVED/ASK redirections to wherever the key is now.
+func (s *Source) recheckMissing(ctx context.Context, entries map[string]entry, problems map[string]string) error {
+	var missing []string
+	for key := range s.entries {
+		if _, ok := entries[key]; !ok {
+			if _, bad := problems[key]; !bad {
+				missing = append(missing, key)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return readKeys(ctx, s.client, s.sc, missing, func(key string, vals []string, rerr error) {
+		e, problem, ok, _ := interpret(s.sc, key, vals, rerr)
+		if problem != "" {
+			problems[key] = problem
+		}
+		if ok {
+			entries[key] = e
+		}
+	})
 }
 
 // syncFleet reads the backends reported down (keys that expired mean up).
