@@ -48,6 +48,8 @@ type Options struct {
 	Redis func() RedisStatus
 	// AccessLog, when set, has its dropped and written counters exported.
 	AccessLog *accesslog.Log
+	// LogDropped, when set, counts the process log's dropped lines.
+	LogDropped func() uint64
 	// Ready gates /healthz (200 only when it returns true); nil means ready.
 	Ready  func() bool
 	Logger *slog.Logger // default slog.Default()

@@ -131,6 +131,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.routes, float64(routes))
 	counter(c.linesDropped, float64(c.opts.Engine.LogDropped()), "events")
+	if c.opts.LogDropped != nil {
+		counter(c.linesDropped, float64(c.opts.LogDropped()), "process")
+	}
 	counter(c.linesSuppressed, float64(c.opts.Engine.LogSuppressed()))
 
 	if c.opts.Health != nil {
