@@ -8,7 +8,7 @@ PREFIX   ?= /usr/local
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run test test-short vet fmt-check fuzz hostile bench install clean
+.PHONY: all build run test test-short vet fmt-check fuzz hostile bench install deb clean
 
 all: build
 
@@ -16,6 +16,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/portier ./cmd/portier
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/demobackend ./examples/demobackend
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/h3get ./examples/h3get
 
 # The proxy with examples/demo.yaml and demo backends; prints what to try. Ctrl-C stops all.
 run: build
@@ -61,6 +62,11 @@ install: build
 	@if [ ! -e $(DESTDIR)/etc/portier/portier.yaml ]; then \
 	  install -D -m 0644 deploy/portier.yaml $(DESTDIR)/etc/portier/portier.yaml; \
 	else echo "kept existing $(DESTDIR)/etc/portier/portier.yaml"; fi
+
+# Debian package bin/portier_<version>_<arch>.deb (deploy/deb/build.sh; DEB_VERSION= overrides the
+# version taken from git).
+deb: build
+	@deploy/deb/build.sh $(BIN)/portier "$(DEB_VERSION)" $(BIN) $$($(GO) env GOARCH)
 
 -include bench/bench.mk
 

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,9 +58,11 @@ type Options struct {
 
 // Server is the admin HTTP server.
 type Server struct {
-	opts Options
-	ln   net.Listener
-	srv  *http.Server
+	opts  Options
+	ln    net.Listener
+	srv   *http.Server
+	csrf  string // the status page's drain forms carry it
+	rates rates  // the status page's connection and request rates
 }
 
 // New validates opts and binds the listening socket, so that a bad or busy
@@ -81,9 +84,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, ln: ln}
+	s := &Server{opts: opts, ln: ln, csrf: newCSRFToken()}
 	s.srv = &http.Server{
-		Handler:           s.routes(),
+		// Browsers' cross-site POSTs (a page elsewhere aiming at the
+		// loopback admin) are refused; curl and the status page are not.
+		Handler:           http.NewCrossOriginProtection().Handler(s.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No WriteTimeout: /debug/pprof/profile and trace stream for as
@@ -158,6 +163,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /routes", s.routeList)
 	mux.HandleFunc("POST /backends/drain", s.drain)
+	mux.HandleFunc("GET /{$}", s.status)
+	mux.HandleFunc("POST /status/drain", s.statusDrain)
 	return mux
 }
 
@@ -206,23 +213,29 @@ func routeInfos(t *balancer.Table) []RouteInfo {
 	specs := t.Routes()
 	infos := make([]RouteInfo, 0, len(specs))
 	for _, r := range specs {
-		info := RouteInfo{Name: r.Name, Balance: r.Balance.String(), Backends: []BackendInfo{}}
-		bes, ok := poolBackends(t, r)
-		if !ok {
-			if byRaw == nil {
-				byRaw = backendsByURL(t)
-			}
-			bes = specBackends(byRaw, r)
-		}
-		for _, b := range bes {
-			info.Backends = append(info.Backends, BackendInfo{
-				URL: b.Spec.Raw, Addr: b.Addr.String(), Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
-				Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
-			})
-		}
-		infos = append(infos, info)
+		infos = append(infos, routeInfo(t, r, &byRaw))
 	}
 	return infos
+}
+
+// routeInfo is r with the live state of its backends. *byRaw is built on
+// first need (backendsByURL) and reused by the caller's next calls.
+func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balancer.Backend) RouteInfo {
+	info := RouteInfo{Name: r.Name, Balance: r.Balance.String(), Backends: []BackendInfo{}}
+	bes, ok := poolBackends(t, r)
+	if !ok {
+		if *byRaw == nil {
+			*byRaw = backendsByURL(t)
+		}
+		bes = specBackends(*byRaw, r)
+	}
+	for _, b := range bes {
+		info.Backends = append(info.Backends, BackendInfo{
+			URL: b.Spec.Raw, Addr: b.AddrText, Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
+			Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
+		})
+	}
+	return info
 }
 
 // poolBackends collects r's backends from the table's pools, looking the
@@ -231,7 +244,7 @@ func routeInfos(t *balancer.Table) []RouteInfo {
 // route, which belongs to another name, when r has no backend of a scheme.
 func poolBackends(t *balancer.Table, r balancer.RouteSpec) (bes []*balancer.Backend, ok bool) {
 	found := 0
-	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS} {
+	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS, balancer.SchemeQUIC} {
 		p := t.Lookup(sch, []byte(r.Name))
 		if p == nil || p.Name != r.Name {
 			continue
@@ -268,12 +281,11 @@ func specBackends(byURL map[string]*balancer.Backend, r balancer.RouteSpec) []*b
 
 func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	addr, err := netip.ParseAddrPort(q.Get("addr"))
+	text, err := backendAddrText(q.Get("addr"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("addr: want IP:PORT: %v", err))
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	var on bool
 	switch q.Get("on") {
 	case "1", "true":
@@ -283,26 +295,49 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "on: want 1 or 0")
 		return
 	}
+	n := s.setDrain(text, on)
+	if n == 0 {
+		writeError(w, http.StatusNotFound, "no backend with address "+text)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Addr     string `json:"addr"`
+		Draining bool   `json:"draining"`
+		Backends int    `json:"backends"`
+	}{text, on, n})
+}
+
+// backendAddrText turns an admin request's backend address into the form
+// of Backend.AddrText: "ip:port" with an IPv4-mapped address unmapped, or
+// "unix:/path" for a unix-socket backend.
+func backendAddrText(text string) (string, error) {
+	if strings.HasPrefix(text, "unix:/") {
+		return text, nil
+	}
+	addr, err := netip.ParseAddrPort(text)
+	if err != nil {
+		return "", fmt.Errorf("addr: want IP:PORT or unix:/path: %v", err)
+	}
+	return netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()).String(), nil
+}
+
+// setDrain sets the drain flag of every backend whose AddrText is text and
+// returns how many there are.
+func (s *Server) setDrain(text string, on bool) int {
 	t := s.opts.Router.Load()
 	n := 0
 	if t != nil {
 		for _, b := range t.Backends() {
-			if b.Addr == addr {
+			if b.AddrText == text { // "ip:port" (Addr.String()) or "unix:/path"
 				b.SetDrain(on)
 				n++
 			}
 		}
 	}
-	if n == 0 {
-		writeError(w, http.StatusNotFound, "no backend with address "+addr.String())
-		return
+	if n > 0 {
+		s.opts.Logger.Info("backend drain set via admin", "addr", text, "drain", on, "backends", n)
 	}
-	s.opts.Logger.Info("backend drain set via admin", "addr", addr.String(), "drain", on, "backends", n)
-	writeJSON(w, http.StatusOK, struct {
-		Addr     string `json:"addr"`
-		Draining bool   `json:"draining"`
-		Backends int    `json:"backends"`
-	}{addr.String(), on, n})
+	return n
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -18,6 +18,7 @@ func NewRegistry(opts Options) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newCollector(opts),
+		newQUICCollector(opts.Engine),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -30,14 +31,15 @@ type collector struct {
 	opts Options
 	now  func() time.Time
 
-	accepted, open, conns, bytes             *prometheus.Desc
+	accepted, open, conns, bytes, requests   *prometheus.Desc
 	rejections, connectFailures, connectTime *prometheus.Desc
-	limitHits, routes                        *prometheus.Desc
+	limitHits, routes, routesDown            *prometheus.Desc
 	backendUp, backendActive                 *prometheus.Desc
 	redisConnected, redisAge, redisRoutes    *prometheus.Desc
 	redisSkipped, redisNotifications         *prometheus.Desc
 	logDropped, logWritten                   *prometheus.Desc
 	linesDropped, linesSuppressed            *prometheus.Desc
+	down                                     routesDownCache
 }
 
 func newCollector(opts Options) *collector {
@@ -50,12 +52,14 @@ func newCollector(opts Options) *collector {
 		accepted:        d("connections_accepted_total", "Client connections accepted.", "listener"),
 		open:            d("connections_open", "Client connections currently open.", "listener"),
 		conns:           d("connections_total", "Client connections ended, by outcome.", "listener", "outcome"),
+		requests:        d("http_requests_total", "HTTP request heads forwarded to backends.", "listener"),
 		bytes:           d("bytes_total", "Bytes forwarded (up: client to backend), counted when a connection ends.", "listener", "direction"),
 		rejections:      d("rejections_total", "Connections rejected, by reason.", "reason"),
 		connectFailures: d("backend_connect_failures_total", "Failed backend connect attempts (each retry counts)."),
 		connectTime:     d("backend_connect_duration_seconds", "Time to connect to a backend (successful connects)."),
 		limitHits:       d("limit_hits_total", "Connections refused by a connection limit.", "limit"),
 		routes:          d("routes", "Route names in the current table."),
+		routesDown:      d("routes_down", "Route names none of whose backends is up."),
 		backendUp:       d("backend_up", "1 when the backend passes health checks and no peer marked it down.", "backend", "scheme"),
 		backendActive:   d("backend_active_connections", "Connections open to the backend.", "backend"),
 		redisConnected:  d("redis_connected", "1 when the Redis route source is connected."),
@@ -75,8 +79,8 @@ func newCollector(opts Options) *collector {
 
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.rejections, c.connectFailures,
-		c.connectTime, c.limitHits, c.routes, c.linesDropped, c.linesSuppressed} {
+	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.requests, c.rejections, c.connectFailures,
+		c.connectTime, c.limitHits, c.routes, c.routesDown, c.linesDropped, c.linesSuppressed} {
 		ch <- d
 	}
 	if c.opts.Health != nil {
@@ -113,6 +117,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for o := engine.Outcome(0); o < engine.NumOutcomes; o++ {
 			counter(c.conns, float64(l.Outcomes[o].Load()), l.Name, o.String())
 		}
+		counter(c.requests, float64(l.Requests.Load()), l.Name)
 		counter(c.bytes, float64(l.BytesUp.Load()), l.Name, "up")
 		counter(c.bytes, float64(l.BytesDown.Load()), l.Name, "down")
 	}
@@ -126,10 +131,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.limitHits, float64(st.Limited[l].Load()), l.String())
 	}
 	routes := 0
-	if t := c.opts.Router.Load(); t != nil {
+	t := c.opts.Router.Load()
+	if t != nil {
 		routes = t.Len()
 	}
 	gauge(c.routes, float64(routes))
+	gauge(c.routesDown, float64(c.down.get(t, c.now())))
 	counter(c.linesDropped, float64(c.opts.Engine.LogDropped()), "events")
 	if c.opts.LogDropped != nil {
 		counter(c.linesDropped, float64(c.opts.LogDropped()), "process")

@@ -312,6 +312,8 @@ type BackendState struct {
 	Active    int64
 	LastCheck time.Time // zero before the first active check
 	LastError string    // of the last active check; "" when it passed
+	// ConnectFailures counts failed connects to the address (each retry).
+	ConnectFailures int64
 }
 
 // States returns the state of every tracked backend address, sorted by
@@ -325,7 +327,7 @@ func (h *Health) States() []BackendState {
 			Addr: s.addr, Scheme: s.key.scheme,
 			Up: s.localUp(), FleetDown: s.fleetDown.Load(),
 			Draining: s.specDrain || s.drain.Load(), Active: s.active.Load(),
-			LastCheck: s.lastCheck, LastError: s.lastErr,
+			LastCheck: s.lastCheck, LastError: s.lastErr, ConnectFailures: s.failures.Load(),
 		}
 		s.mu.Unlock()
 		out = append(out, bs)
@@ -436,8 +438,15 @@ var proxyV2Local = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if s.key.scheme == SchemeQUIC {
+		return probeQUIC(ctx, s.addr)
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.addr)
+	network, address := "tcp", s.addr
+	if s.key.path != "" {
+		network, address = "unix", s.key.path
+	}
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -486,8 +495,12 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 }
 
 // hostHeader is the Host header value for host and port (brackets around an
-// IPv6 literal, no port when it is HTTP's default).
+// IPv6 literal, no port when it is HTTP's default). A unix socket has neither:
+// its checks name "localhost", as curl --unix-socket does.
 func hostHeader(host string, port uint16) string {
+	if host == "" {
+		return "localhost"
+	}
 	if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}

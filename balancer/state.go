@@ -15,6 +15,7 @@ import (
 type stateKey struct {
 	scheme Scheme
 	addr   netip.AddrPort
+	path   string // unix socket path (addr is zero)
 }
 
 // downHeld in backendState.down means "down until the active checks see
@@ -50,7 +51,7 @@ var (
 // and active connections. The event loops touch it only through atomics.
 type backendState struct {
 	key    stateKey
-	addr   string       // key.addr as "ip:port"
+	addr   string       // key.addr as "ip:port", or "unix:" + key.path
 	h      *Health      // nil: per-table state without active checks
 	log    *slog.Logger // for per-table state (h == nil)
 	cfg    atomic.Pointer[probeConfig]
@@ -60,6 +61,7 @@ type backendState struct {
 	fleetDown atomic.Bool
 	drain     atomic.Bool
 	fails     atomic.Int32 // consecutive passive connect failures
+	failures  atomic.Int64 // connect failures ever (status page)
 	reason    atomic.Pointer[string]
 	reported  atomic.Bool // the local health last logged and reported (true: up)
 	checkers  atomic.Int32
@@ -73,6 +75,9 @@ type backendState struct {
 
 func newState(key stateKey, h *Health, log *slog.Logger, cfg *probeConfig) *backendState {
 	s := &backendState{key: key, addr: key.addr.String(), h: h, log: log, wake: make(chan struct{}, 1)}
+	if key.path != "" {
+		s.addr = "unix:" + key.path
+	}
 	s.cfg.Store(cfg)
 	s.reported.Store(true)
 	return s
@@ -92,6 +97,7 @@ func (s *backendState) activeChecks() bool {
 }
 
 func (s *backendState) connectFailed() {
+	s.failures.Add(1)
 	n := s.fails.Add(1)
 	cfg := s.cfg.Load()
 	if int(n) < cfg.Fall {
@@ -165,7 +171,8 @@ func (s *backendState) reconcile() {
 		log.Warn("backend down", "addr", s.addr, "scheme", s.key.scheme.String(), "reason", reason,
 			"fall", strconv.Itoa(s.cfg.Load().Fall))
 	}
-	if s.h != nil && s.h.opts.OnChange != nil {
+	// A unix socket is this host's own: the fleet does not share its health.
+	if s.h != nil && s.h.opts.OnChange != nil && s.key.path == "" {
 		s.h.opts.OnChange(s.addr, up)
 	}
 }

@@ -75,6 +75,8 @@ type Options struct {
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
+
+	QUIC QUICOptions // quic listeners
 }
 
 func (o *Options) setDefaults() {
@@ -101,6 +103,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.QUIC.setDefaults()
 }
 
 // Engine is a set of event loops serving the same listeners.
@@ -114,6 +117,7 @@ type Engine struct {
 	limitedLoops atomic.Int32
 	// events carries the loops' log lines to one writer goroutine.
 	events *eventlog.Log
+	q      engineQUIC
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
@@ -134,6 +138,9 @@ func New(opts Options) (*Engine, error) {
 	e.events = eventlog.New(opts.Logger.Handler(), eventlog.Options{Queue: opts.LogQueue, Burst: opts.LogBurst})
 	if opts.MaxConnectionsPerIP > 0 {
 		e.perIP = newIPCounts(opts.PerIPv6Prefix)
+	}
+	if opts.QUIC.MaxFlowsPerIP > 0 {
+		e.q.perIP = newIPCounts(opts.PerIPv6Prefix)
 	}
 	e.stats.Listeners = make([]ListenerStats, len(opts.Listeners))
 	for i, l := range opts.Listeners {
@@ -249,7 +256,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for e.stats.Open.Load() > 0 {
+	// QUIC flows keep their listener (their datagrams arrive on it) and
+	// end when idle.
+	for e.stats.Open.Load() > 0 || e.q.open.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			_ = e.Close()

@@ -14,6 +14,7 @@ const (
 	kindAcceptFailed
 	kindAcceptPaused
 	kindLoopStopped
+	kindPollFailed
 )
 
 // event starts the loop's scratch event; the caller fills it and calls logEvent.

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -13,57 +14,63 @@ import (
 	"github.com/portier/portier/proxyproto"
 )
 
-// accept takes up to acceptsPerEvent pending connections; it reports
-// whether more may be pending.
+// accept takes one pending connection; it reports whether more may be
+// pending. One per event: the level-triggered listener reports the next one
+// at the poller's next look (which follows every batch anyway), so a short
+// batch does not end with an accept4 that only returns EAGAIN.
 func (l *loop) accept(ln *conn) bool {
-	for i := 0; i < acceptsPerEvent; i++ {
-		if !l.takeSlot() {
-			return false // at max_connections: the rest wait in the backlog
+	if !l.takeSlot() {
+		return false // at max_connections: the rest wait in the backlog
+	}
+	var fd int
+	var remote netip.AddrPort
+	for {
+		var err error
+		fd, remote, err = l.accept4(ln.fd)
+		if err == nil {
+			break
 		}
-		fd, remote, err := l.accept4(ln.fd)
-		if err != nil {
-			l.giveSlot()
-			switch err {
-			case unix.EAGAIN:
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.pauseAccept(err)
-			default:
-				l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
-			}
-			return false
-		}
-		c := l.newConn(fd, kindClient)
-		c.state = stHandshake
-		c.ln = ln.ln
-		c.remote = remote
-		if err := l.register(fd); err != nil {
-			l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
-			l.conns[fd] = nil
-			sysClose(fd)
-			c.reset()
-			l.free = append(l.free, c)
-			l.giveSlot()
+		switch err {
+		case unix.EINTR, unix.ECONNABORTED:
 			continue
+		case unix.EAGAIN:
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.pauseAccept(err)
+		default:
+			l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
 		}
-		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
-			c.flags |= fTrusted
-		}
-		l.e.stats.Accepted.Add(1)
-		if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
-			l.e.stats.Open.Add(1)
-		}
-		ls := &l.e.stats.Listeners[ln.ln.idx]
-		ls.Accepted.Add(1)
-		ls.Open.Add(1)
-		if l.e.opts.AccessLog != nil {
-			c.log = &connLog{wall: time.Now()}
-		}
-		l.setList(c, listHandshake)
-		if !c.ln.spec.AcceptProxy && !l.admit(c) {
-			continue
-		}
+		l.giveSlot()
+		return false
+	}
+	c := l.newConn(fd, kindClient)
+	c.state = stHandshake
+	c.ln = ln.ln
+	c.remote = remote
+	if err := l.register(c); err != nil {
+		l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
+		l.conns[fd] = nil
+		sysClose(fd)
+		c.reset()
+		l.free = append(l.free, c)
+		l.giveSlot()
+		return true
+	}
+	if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
+		c.flags |= fTrusted
+	}
+	l.e.stats.Accepted.Add(1)
+	if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
+		l.e.stats.Open.Add(1)
+	}
+	ls := &l.e.stats.Listeners[ln.ln.idx]
+	ls.Accepted.Add(1)
+	ls.Open.Add(1)
+	if l.e.opts.AccessLog != nil {
+		c.log = &connLog{wall: time.Now()}
+	}
+	l.setList(c, listHandshake)
+	if !c.ln.spec.AcceptProxy {
+		l.admit(c)
 	}
 	return true
 }
@@ -142,48 +149,47 @@ func (l *loop) examine(c *conn) {
 		return
 	}
 	data := c.first.B
-	var (
-		name []byte
-		err  error
-	)
-	tlsListener := c.ln.spec.Scheme == balancer.SchemeTLS
-	if tlsListener {
-		err = parser.ParseClientHello(data, &l.hello)
-		name = l.hello.ServerName
-	} else {
-		err = parser.ParseRequestHead(data, &l.head)
-		name = l.head.Host
+	if c.ln.spec.Scheme != balancer.SchemeTLS {
+		l.examineHTTP(c, data)
+		return
 	}
+	err := parser.ParseClientHello(data, l.e.opts.MaxHeaderBytes, &l.hello)
 	switch {
 	case err == nil:
-		if tlsListener {
-			// Until the backend's first byte, nothing was agreed: the
-			// ClientHello can go to another backend.
-			c.flags |= fReplay
-		} else if !l.checkFirstFraming(c, data) {
-			return
-		}
+		// Until the backend's first byte, nothing was agreed: the
+		// ClientHello can go to another backend. An SSLv2-format one has no
+		// SNI and goes to the default route, if there is one.
+		c.flags |= fReplay
 		if l.e.opts.AccessLog != nil {
-			l.noteName(c, name, tlsListener)
+			l.noteName(c, l.hello.ServerName, true)
 		}
-		l.route(c, name)
+		l.route(c, l.hello.ServerName)
 	case errors.Is(err, parser.ErrNeedMore):
-		switch {
-		case len(data) > l.e.opts.MaxHeaderBytes:
-			l.reject(c, rejTooLarge, nil, nil)
-		case c.flags&fReadEOF != 0 && len(data) == 0:
-			l.closeConn(c) // connected and left: a probe, nothing to answer
-		case c.flags&fReadEOF != 0:
-			l.reject(c, rejTruncated, nil, nil)
-		}
+		l.needMore(c, len(data))
+	case errors.Is(err, parser.ErrTooLarge):
+		l.reject(c, rejTooLarge, nil, err)
 	case errors.Is(err, parser.ErrNotThisProtocol):
-		if tlsListener && !errors.Is(parser.ParseRequestHead(data, &l.head), parser.ErrNotThisProtocol) {
+		l.fr.Reset()
+		if _, _, herr := l.fr.Next(data, l.e.opts.MaxHeaderBytes); !errors.Is(herr, parser.ErrNotThisProtocol) {
 			l.reject(c, rejPlainHTTPOnTLS, nil, err)
 			return
 		}
 		l.reject(c, rejNotProtocol, nil, err)
 	default:
 		l.reject(c, rejMalformed, nil, err)
+	}
+}
+
+// needMore handles first bytes that are not complete yet: over the limit,
+// closed by the client, or waiting for more.
+func (l *loop) needMore(c *conn, n int) {
+	switch {
+	case n > l.e.opts.MaxHeaderBytes:
+		l.reject(c, rejTooLarge, nil, nil)
+	case c.flags&fReadEOF != 0 && n == 0:
+		l.closeConn(c) // connected and left: a probe, nothing to answer
+	case c.flags&fReadEOF != 0:
+		l.reject(c, rejTruncated, nil, nil)
 	}
 }
 
@@ -220,7 +226,7 @@ func (l *loop) route(c *conn, name []byte) {
 	}
 	c.pool = pool
 	c.tries = 0
-	if c.ln.spec.Scheme == balancer.SchemeHTTP {
+	if c.ln.spec.Scheme == balancer.SchemeHTTP && c.h == nil {
 		c.h = l.getHTTP()
 	}
 	c.state = stWaitPeer

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -21,7 +22,6 @@ import (
 const (
 	readBufSize      = 64 << 10 // one read; also the most a connection holds in user space per direction
 	readsPerEvent    = 4        // reads per wakeup before other connections get a turn
-	acceptsPerEvent  = 64
 	maxFreeConns     = 4096
 	maxFreeBufs      = 64
 	lingerTimeout    = 2 * time.Second
@@ -56,8 +56,10 @@ type loop struct {
 	// unlimitTask is on its way. Both are read by other loops.
 	limited, resumeQueued atomic.Bool
 
+	epfd int    // the poller's epoll descriptor (epollFD)
+	gen  uint16 // generation of the latest registered socket
+
 	hello parser.ClientHello
-	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 
@@ -68,8 +70,8 @@ type loop struct {
 	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
-	raw4   unix.RawSockaddrInet4
-	raw6   unix.RawSockaddrInet6
+	sa     rawsock.Sockaddr // a backend's address, for connect
+	src    rawsock.Sockaddr // a client's address, for source=client's bind
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment
@@ -77,6 +79,8 @@ type loop struct {
 	sweepTask, stopTask, readyTask, unlimitTask queue.Func
 
 	exited chan struct{} // closed when run has returned
+
+	q *quicLoop // nil without quic listeners
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -84,7 +88,12 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+	epfd, err := epollFD(p)
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	l := &loop{id: id, e: e, poller: p, epfd: epfd, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
 		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
@@ -119,6 +128,7 @@ func (l *loop) run() {
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -129,6 +139,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -167,13 +178,20 @@ func (l *loop) setConn(fd int, c *conn) {
 	l.conns[fd] = c
 }
 
-func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	fd := token & (1<<genShift - 1)
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}
 	c := l.conns[fd]
-	if c == nil {
-		return nil
+	if c == nil || int(c.gen) != token>>genShift {
+		return nil // an event of a closed socket whose descriptor number was reused
+	}
+	if ev&unix.EPOLLERR != 0 {
+		c.flags |= fConnErr
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.flags |= fReadReady

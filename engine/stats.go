@@ -30,6 +30,7 @@ type ListenerStats struct {
 	Name      string
 	Accepted  atomic.Int64
 	Open      atomic.Int64
+	Requests  atomic.Int64              // HTTP request heads forwarded
 	Outcomes  [NumOutcomes]atomic.Int64 // connections ended, by outcome
 	BytesUp   atomic.Int64              // client -> backend, added when a connection ends
 	BytesDown atomic.Int64              // backend -> client, added when a connection ends

@@ -100,6 +100,7 @@ func (l *loop) sweep() {
 	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {
 		l.closeConn(c)
 	}
+	l.quicSweep()
 	if l.e.draining.Load() {
 		l.closeIdleHTTP()
 	}

@@ -36,12 +36,12 @@ func TestBusySessionKeepsSubscriber(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Run(ctx, func(routes []balancer.RouteSpec) {
+		s.Run(ctx, func(routes *balancer.RouteSet) {
 			calls++
 			if calls == 2 {
 				<-release // the session is busy
 			}
-			published <- len(routes)
+			published <- routes.Len()
 		})
 	}()
 	defer func() { cancel(); <-done }()

@@ -33,7 +33,8 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
-func (r *recorder) publish(routes []balancer.RouteSpec) {
+func (r *recorder) publish(set *balancer.RouteSet) {
+	routes := set.Sorted()
 	r.mu.Lock()
 	if r.busy {
 		r.overlap = true
@@ -831,7 +832,7 @@ func BenchmarkLoad(b *testing.B) {
 			for start := 0; start < n; start += 10_000 {
 				pipe := c.Pipeline()
 				for i := start; i < min(start+10_000, n); i++ {
-					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255))
+					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.0.0.%d:8080", i%50))
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
 					b.Fatal(err)

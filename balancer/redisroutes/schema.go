@@ -2,6 +2,7 @@ package redisroutes
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -88,6 +89,32 @@ func (sc schema) isRouteKey(key string) bool {
 			strings.HasPrefix(key, setsPrefix) && strings.HasSuffix(key, setsSuffix)
 	}
 	return len(key) > len(hipachePrefix) && strings.HasPrefix(key, hipachePrefix)
+}
+
+// keyName returns the route name key contributes to (valid or not, the
+// name of a key never changes); ok is false for a key that names no route.
+func (sc schema) keyName(key string) (name string, ok bool) {
+	if sc == sets {
+		host := strings.TrimSuffix(strings.TrimPrefix(key, setsPrefix), setsSuffix)
+		if host == setsHTTPDefault || host == setsHTTPSDefault {
+			return CatchAll, true
+		}
+		n, err := normalizeName(host)
+		return n, err == nil
+	}
+	n, err := normalizeName(strings.TrimPrefix(key, hipachePrefix))
+	return n, err == nil
+}
+
+// key returns the key of name as written in its normalised spelling: the
+// only key of almost every route. Routes that other keys contribute to
+// (another spelling, the two catch-all keys of the sets schema) are merged
+// by key; see collector.
+func (sc schema) key(name string) string {
+	if sc == sets {
+		return setsKey(name)
+	}
+	return hipachePrefix + name
 }
 
 // entry is what one key contributes: backends for the route name. Several
@@ -236,39 +263,13 @@ func splitMember(m string) (host, port string, err error) {
 	return host, port, nil
 }
 
-// build merges entries into routes sorted by name. Backends of several keys
-// for one name are concatenated in key order. The backend slices are shared
-// with the entries.
-func build(entries map[string]entry) []balancer.RouteSpec {
-	type keyed struct {
-		key string
-		e   entry
+// merge returns the backends of the keys of one route, concatenated in
+// key order.
+func merge(byKey map[string][]string) []string {
+	keys := slices.Sorted(maps.Keys(byKey))
+	var out []string
+	for _, k := range keys {
+		out = append(out, byKey[k]...)
 	}
-	all := make([]keyed, 0, len(entries))
-	for k, e := range entries {
-		all = append(all, keyed{k, e})
-	}
-	slices.SortFunc(all, func(a, b keyed) int {
-		if c := strings.Compare(a.e.name, b.e.name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
-	})
-	routes := make([]balancer.RouteSpec, 0, len(all))
-	for _, ke := range all {
-		if n := len(routes); n > 0 && routes[n-1].Name == ke.e.name {
-			// Clip first: the previous slice belongs to an entry.
-			routes[n-1].Backends = append(slices.Clip(routes[n-1].Backends), ke.e.backends...)
-			continue
-		}
-		routes = append(routes, balancer.RouteSpec{Name: ke.e.name, Backends: ke.e.backends})
-	}
-	return routes
-}
-
-// sameRoutes reports whether a and b list the same routes in the same order.
-func sameRoutes(a, b []balancer.RouteSpec) bool {
-	return slices.EqualFunc(a, b, func(x, y balancer.RouteSpec) bool {
-		return x.Name == y.Name && slices.Equal(x.Backends, y.Backends)
-	})
+	return out
 }

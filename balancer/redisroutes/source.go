@@ -51,11 +51,13 @@ type Options struct {
 	// Delta, if set, receives the changes that keyspace notifications
 	// report, as routes to add or replace (set) and names to remove (del),
 	// instead of a publish of every route: with a million routes, sorting
-	// and rebuilding everything for one RPUSH takes seconds. Full syncs (at
-	// start, after a reconnect, and at the first resync after deltas, which
-	// also rewrites the snapshot file of stores over 100,000 routes) still
-	// go to publish. Called from Run's goroutine, never concurrently with
-	// publish.
+	// and rebuilding everything for one RPUSH takes seconds. Full syncs go
+	// to publish at start, after a reconnect, when a resync finds changes
+	// the deltas missed, and when a resync finds more than 1% of the routes
+	// (at least 1,000) changed by deltas since the last full publish, to
+	// fold them into a fresh table. A resync rewrites the snapshot file of
+	// stores over 100,000 routes after deltas. Called from Run's goroutine,
+	// never concurrently with publish.
 	Delta func(set []balancer.RouteSpec, del []string)
 }
 
@@ -95,13 +97,17 @@ type Source struct {
 	status Status
 
 	// Owned by Run's goroutine.
-	entries       map[string]entry    // by key
-	byName        map[string]nameKeys // route name -> its keys, with Delta
-	problems      map[string]string   // by key: last problem logged
-	dirty         bool                // entries changed since the last build
-	published     []balancer.RouteSpec
+	view *balancer.RouteSet // routes last published in full
+	// over holds the changes since view (nil: removed); count is the
+	// number of routes with them.
+	over  map[string]*balancer.RouteSpec
+	count int
+	// multi holds, for routes that more than one key contributes to, the
+	// backends of each key (see collector).
+	multi         map[string]map[string][]string
+	problems      map[string]string // by key: last problem logged
 	havePublished bool
-	stale         bool // deltas went out since published: the next full sync publishes all
+	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
 	notifyLogged  bool
 	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
@@ -177,8 +183,8 @@ func New(opts Options) (*Source, error) {
 		db:        uo.DB,
 		client:    redis.NewUniversalClient(uo),
 		log:       opts.Logger,
-		entries:   make(map[string]entry),
 		problems:  make(map[string]string),
+		multi:     make(map[string]map[string][]string),
 		fleetDown: make(map[string]bool),
 	}, nil
 }
@@ -206,8 +212,8 @@ func (s *Source) setStatus(f func(st *Status)) {
 // ctx is done. The snapshot file, if any, is published first. Errors never
 // end Run and never publish an empty set: the last routes stay while it
 // reconnects with backoff. publish is called from Run's goroutine only; it
-// must not modify the slices it is given.
-func (s *Source) Run(ctx context.Context, publish func(routes []balancer.RouteSpec)) {
+// may keep the set it is given: it is never modified.
+func (s *Source) Run(ctx context.Context, publish func(routes *balancer.RouteSet)) {
 	s.loadSnapshot(publish)
 	backoff := minBackoff
 	for {
@@ -236,7 +242,7 @@ func (s *Source) Run(ctx context.Context, publish func(routes []balancer.RouteSp
 	}
 }
 
-func (s *Source) loadSnapshot(publish func([]balancer.RouteSpec)) {
+func (s *Source) loadSnapshot(publish func(*balancer.RouteSet)) {
 	path := s.opts.SnapshotFile
 	if path == "" {
 		return
@@ -251,15 +257,15 @@ func (s *Source) loadSnapshot(publish func([]balancer.RouteSpec)) {
 	case skipped > 0:
 		s.log.Warn("redis: snapshot: invalid routes skipped", "file", path, "skipped", skipped)
 	}
-	s.log.Info("redis: routes from snapshot", "file", path, "routes", len(routes))
-	s.setStatus(func(st *Status) { st.Routes = len(routes) })
+	s.log.Info("redis: routes from snapshot", "file", path, "routes", routes.Len())
+	s.setStatus(func(st *Status) { st.Routes = routes.Len() })
 	publish(routes)
-	s.published, s.havePublished = routes, true
+	s.view, s.over, s.count, s.havePublished = routes, nil, routes.Len(), true
 }
 
 // session connects, subscribes, syncs and follows changes until an error.
 // synced reports whether a full sync succeeded (the backoff restarts).
-func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)) (synced bool, err error) {
+func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) (synced bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pctx, pcancel := context.WithTimeout(ctx, opTimeout)
@@ -322,7 +328,9 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 	resync := time.NewTicker(s.opts.Resync)
 	defer resync.Stop()
 	pending := make(map[string]struct{})
-	touched := make(map[string]struct{}) // route names the pending keys had or have
+	// The route names of the pending keys, with the backends of those that
+	// are their route's only key (nil: gone).
+	touched := make(map[string][]string)
 	var flush <-chan time.Time
 	for {
 		select {
@@ -356,11 +364,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 				return true, err
 			}
 			clear(pending)
-			if s.opts.Delta != nil && s.havePublished {
-				s.publishDelta(touched)
-			} else {
-				s.publishIfChanged(publish)
-			}
+			s.publishChanges(touched, publish)
 			clear(touched)
 		case <-resync.C:
 			if err := s.fullSync(ctx, publish); err != nil {
@@ -471,13 +475,11 @@ func mergeFlags(cur, need string) string {
 }
 
 // fullSync reloads every route key and the fleet's health, then publishes
-// if anything changed. On error nothing is replaced.
-func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec)) error {
-	entries, problems, err := loadAll(ctx, s.client, s.sc)
+// the routes if they changed (or deltas went out since the last full
+// publish). On error nothing is replaced.
+func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet)) error {
+	set, multi, problems, err := loadAll(ctx, s.client, s.sc, s.count, s.missingKeys)
 	if err != nil {
-		return err
-	}
-	if err := s.recheckMissing(ctx, entries, problems); err != nil {
 		return err
 	}
 	for key, p := range problems {
@@ -485,14 +487,7 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", p)
 		}
 	}
-	s.problems = problems
-	s.entries, s.dirty = entries, true
-	if s.opts.Delta != nil {
-		s.byName = make(map[string]nameKeys, len(entries))
-		for key, e := range entries {
-			s.index(e.name, key)
-		}
-	}
+	s.problems, s.multi = problems, multi
 	if s.opts.OnFleetHealth != nil {
 		if err := s.syncFleet(ctx); err != nil {
 			return err
@@ -500,12 +495,61 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 	}
 	// Status first: a publish observer may look at it at once.
 	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
-	s.publishIfChanged(publish)
+	if s.havePublished && set.Len() == s.count && set.Digest() == s.view.DigestWith(s.over) {
+		// Nothing was missed. The deltas since the last full publish stay
+		// overlaid on the table (rebuilding a million routes would double
+		// the memory for a moment) until they are many.
+		if len(s.over) > compactAfter(s.count) {
+			s.publishFull(set, publish)
+		} else if s.snapshotStale {
+			s.snapshotStale = false
+			s.writeSnapshot(set)
+		}
+		return nil
+	}
+	s.publishFull(set, publish)
 	return nil
 }
 
-// readPending re-reads the keys that events named.
-func (s *Source) readPending(ctx context.Context, pending, touched map[string]struct{}) error {
+// compactAfter is how many changes made by deltas a full sync that finds
+// nothing new leaves overlaid on a table of n routes before it publishes
+// every route again, which builds a fresh table without the overlays.
+func compactAfter(n int) int { return max(1000, n/100) }
+
+// publishFull publishes every route and writes the snapshot file.
+func (s *Source) publishFull(set *balancer.RouteSet, publish func(*balancer.RouteSet)) {
+	s.view, s.over, s.count, s.snapshotStale = set, nil, set.Len(), false
+	s.setStatus(func(st *Status) { st.Routes = set.Len() })
+	publish(set)
+	s.havePublished = true
+	s.writeSnapshot(set)
+}
+
+func (s *Source) writeSnapshot(set *balancer.RouteSet) {
+	if s.opts.SnapshotFile == "" {
+		return
+	}
+	if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), set, time.Now()); err != nil {
+		s.log.Warn("redis: snapshot not written", "err", err)
+	}
+}
+
+// route returns the current route of name: the last full publish with the
+// changes since.
+func (s *Source) route(name string) (balancer.RouteSpec, bool) {
+	if r, ok := s.over[name]; ok {
+		if r == nil {
+			return balancer.RouteSpec{}, false
+		}
+		return *r, true
+	}
+	return s.view.Get(name)
+}
+
+// readPending re-reads the keys that events named and records their route
+// names in touched, with the backends of a key that is its route's only
+// one (nil: gone or unusable); routes of several keys are updated in multi.
+func (s *Source) readPending(ctx context.Context, pending map[string]struct{}, touched map[string][]string) error {
 	keys := make([]string, 0, len(pending))
 	for k := range pending {
 		keys = append(keys, k)
@@ -518,93 +562,105 @@ func (s *Source) readPending(ctx context.Context, pending, touched map[string]st
 			s.problems[key] = problem
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", problem)
 		}
-		if old, had := s.entries[key]; had && s.byName != nil {
-			s.unindex(old.name, key)
-			touched[old.name] = struct{}{}
+		name, valid := s.sc.keyName(key)
+		if !valid {
+			return // never a route
 		}
+		var backends []string
 		if ok {
-			s.entries[key] = e
-			if s.byName != nil {
-				s.index(e.name, key)
-				touched[e.name] = struct{}{}
-			}
-		} else {
-			delete(s.entries, key)
+			backends = e.backends
 		}
-		s.dirty = true
+		m := s.multi[name]
+		if m == nil && key == s.sc.key(name) {
+			touched[name] = backends
+			return
+		}
+		if m == nil {
+			// A second key for the route: from now on it is merged by key.
+			m = make(map[string][]string)
+			if cur, ok := touched[name]; ok { // the only key, read just now
+				if cur != nil {
+					m[s.sc.key(name)] = cur
+				}
+			} else if r, ok := s.route(name); ok {
+				m[s.sc.key(name)] = r.Backends
+			}
+			s.multi[name] = m
+		}
+		if backends != nil {
+			m[key] = backends
+		} else {
+			delete(m, key)
+		}
+		touched[name] = nil
 	})
 	s.setStatus(func(st *Status) { st.Skipped = len(s.problems) })
 	return err
 }
 
-// nameKeys are the keys naming one route: almost always one, kept inline
-// so that a million routes cost no allocation each.
-type nameKeys struct {
-	one  string
-	more []string
-}
-
-func (s *Source) index(name, key string) {
-	nk := s.byName[name]
-	switch {
-	case nk.one == "" || nk.one == key:
-		nk.one = key
-	case !slices.Contains(nk.more, key):
-		nk.more = append(nk.more, key)
-	}
-	s.byName[name] = nk
-}
-
-func (s *Source) unindex(name, key string) {
-	nk, ok := s.byName[name]
-	if !ok {
+// publishChanges publishes the routes of the touched names: to
+// Options.Delta when set (overlaid on the last full publish; see
+// fullSync), else as a new full set.
+func (s *Source) publishChanges(touched map[string][]string, publish func(*balancer.RouteSet)) {
+	if len(touched) == 0 {
 		return
 	}
-	if nk.one == key {
-		nk.one = ""
-		if len(nk.more) > 0 {
-			nk.one, nk.more = nk.more[0], nk.more[1:]
-		}
-	} else if i := slices.Index(nk.more, key); i >= 0 {
-		nk.more = slices.Delete(slices.Clone(nk.more), i, i+1)
-	}
-	if nk.one == "" {
-		delete(s.byName, name)
-		return
-	}
-	s.byName[name] = nk
-}
-
-// publishDelta sends the routes of the touched names to Options.Delta. The
-// published list is then stale: the next full sync publishes everything
-// (and writes the snapshot).
-func (s *Source) publishDelta(touched map[string]struct{}) {
-	if !s.dirty || len(touched) == 0 {
-		return
-	}
-	s.dirty = false
 	var set []balancer.RouteSpec
 	var del []string
-	for name := range touched {
-		nk, ok := s.byName[name]
-		if !ok {
+	changes := make(map[string]*balancer.RouteSpec, len(touched))
+	for name, backends := range touched {
+		if m, ok := s.multi[name]; ok {
+			backends = nil
+			if len(m) > 0 {
+				backends = merge(m)
+			}
+		}
+		old, had := s.route(name)
+		switch {
+		case backends == nil && had:
 			del = append(del, name)
-			continue
+			changes[name] = nil
+		case backends != nil && (!had || !slices.Equal(old.Backends, backends)):
+			set = append(set, balancer.RouteSpec{Name: name, Backends: backends})
 		}
-		sub := map[string]entry{nk.one: s.entries[nk.one]}
-		for _, k := range nk.more {
-			sub[k] = s.entries[k]
-		}
-		set = append(set, build(sub)...) // one route: the keys' backends merged in key order
 	}
-	s.stale = true
-	s.setStatus(func(st *Status) { st.Routes = len(s.byName) })
+	for i := range set {
+		changes[set[i].Name] = &set[i]
+	}
+	if len(set) == 0 && len(del) == 0 {
+		return
+	}
+	if s.opts.Delta == nil || !s.havePublished {
+		next, err := s.view.With(changes)
+		if err != nil {
+			s.log.Error("redis: routes not published", "err", err)
+			return
+		}
+		s.publishFull(next, publish)
+		return
+	}
+	if s.over == nil {
+		s.over = make(map[string]*balancer.RouteSpec)
+	}
+	for _, name := range del {
+		s.over[name] = nil
+		s.count--
+	}
+	for i := range set {
+		if _, had := s.route(set[i].Name); !had {
+			s.count++
+		}
+		s.over[set[i].Name] = &set[i]
+	}
+	s.setStatus(func(st *Status) { st.Routes = s.count })
 	s.opts.Delta(set, del)
 	// The snapshot holds every route: rewriting it per change is cheap for
 	// small stores; large ones get it at the next resync.
-	if s.opts.SnapshotFile != "" && len(s.entries) <= snapshotPerChange {
-		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), build(s.entries), time.Now()); err != nil {
-			s.log.Warn("redis: snapshot not written", "err", err)
+	if s.opts.SnapshotFile != "" {
+		if s.count > snapshotPerChange {
+			s.snapshotStale = true
+		} else if cur, err := s.view.With(s.over); err == nil {
+			s.writeSnapshot(cur)
 		}
 	}
 }
@@ -613,53 +669,41 @@ func (s *Source) publishDelta(touched map[string]struct{}) {
 // after every change (about 0.1 s of work); beyond it, at each resync.
 const snapshotPerChange = 100_000
 
-func (s *Source) publishIfChanged(publish func([]balancer.RouteSpec)) {
-	if !s.dirty {
-		return
-	}
-	s.dirty = false
-	routes := build(s.entries)
-	if s.havePublished && !s.stale && sameRoutes(routes, s.published) {
-		return
-	}
-	s.stale = false
-	s.setStatus(func(st *Status) { st.Routes = len(routes) })
-	publish(routes)
-	s.published, s.havePublished = routes, true
-	if s.opts.SnapshotFile != "" {
-		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), routes, time.Now()); err != nil {
-			s.log.Warn("redis: snapshot not written", "err", err)
-		}
-	}
-}
-
-// recheckMissing reads again, one by one, the keys the last sync had and
-// this one did not find. SCAN walks a Cluster's masters one after another:
-// a key that a slot migration (redis-cli --cluster reshard) moves from a
+// missingKeys returns the keys of the routes Run last knew (the last full
+// publish with the deltas since) that this sync's SCAN did not find, to be
+// read again directly. SCAN walks a Cluster's masters one after another: a
+// key that a slot migration (redis-cli --cluster reshard) moves from a
 // master not yet scanned to one already scanned is seen on neither, and its
 // route would vanish until the next resync. A direct read follows the
-// MOVED/ASK redirections to wherever the key is now.
-func (s *Source) recheckMissing(ctx context.Context, entries map[string]entry, problems map[string]string) error {
-	var missing []string
-	for key := range s.entries {
-		if _, ok := entries[key]; !ok {
-			if _, bad := problems[key]; !bad {
-				missing = append(missing, key)
+// MOVED/ASK redirections to wherever the key is now; a key really deleted
+// reads as missing.
+func (s *Source) missingKeys(found func(name string) bool) []string {
+	var keys []string
+	check := func(name string) {
+		if found(name) {
+			return
+		}
+		if m := s.multi[name]; m != nil {
+			for k := range m {
+				keys = append(keys, k)
+			}
+			return
+		}
+		keys = append(keys, s.sc.key(name))
+	}
+	if s.view != nil {
+		for r := range s.view.All() {
+			if o, changed := s.over[r.Name]; !changed || o != nil {
+				check(r.Name)
 			}
 		}
 	}
-	if len(missing) == 0 {
-		return nil
+	for name, r := range s.over {
+		if r != nil && (s.view == nil || !s.view.Has(name)) {
+			check(name)
+		}
 	}
-	return readKeys(ctx, s.client, s.sc, missing, func(key string, vals []string, rerr error) {
-		e, problem, ok, _ := interpret(s.sc, key, vals, rerr)
-		if problem != "" {
-			problems[key] = problem
-		}
-		if ok {
-			entries[key] = e
-		}
-	})
+	return keys
 }
 
 // syncFleet reads the backends reported down (keys that expired mean up).

@@ -28,6 +28,7 @@ type server struct {
 	logger *slog.Logger
 	router *balancer.Router
 	health *balancer.Health
+	hc     *hostCheck          // what this host allows (source=client)
 	src    *redisroutes.Source // nil without a redis section
 	eng    *engine.Engine
 	adm    *admin.Server
@@ -41,7 +42,7 @@ type server struct {
 	mu          sync.Mutex // serialises rebuilds of the route table
 	buildHook   func()     // tests: runs at the start of each build, s.mu held
 	cfg         *config.Config
-	redisRoutes []balancer.RouteSpec // last routes Redis published in full; nil before the first
+	redisRoutes *balancer.RouteSet // last routes Redis published in full; nil before the first
 	redisSeen   bool
 	// redisDelta holds the routes Redis changed since its last full publish
 	// (nil: removed), applied on top of redisRoutes.
@@ -53,10 +54,10 @@ const tableTimeout = 10 * time.Second
 // buildStatic builds the table of cfg's own routes, failing on any error:
 // a config file that cannot be served as written is refused (at start and
 // on reload).
-func buildStatic(cfg *config.Config, h *balancer.Health) (*balancer.Table, error) {
+func buildStatic(cfg *config.Config, h *balancer.Health, hc *hostCheck) (*balancer.Table, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
 	defer cancel()
-	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h})
+	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, CheckBackend: hc.backend})
 }
 
 // rebuild stores a new table from the config's routes overlaid with Redis's
@@ -88,49 +89,67 @@ func (s *server) buildLocked(cfg *config.Config, strict bool) (*balancer.Table, 
 		s.buildHook()
 	}
 	if !s.redisSeen {
-		return buildStatic(cfg, s.health)
+		return buildStatic(cfg, s.health, s.hc)
 	}
-	view := s.redisView()
-	routes := mergeRoutes(cfg.Routes, view)
-	def := cfg.Default
-	if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
-		def = "" // the file's default was a Redis name that is gone
-	}
-	opts := s.dynamicOptions()
-	var fileErr error
-	if strict {
-		fromRedis := make(map[string]bool, len(view))
-		for _, r := range view {
-			fromRedis[r.Name] = true
-		}
-		skip := opts.OnInvalid
-		opts.OnInvalid = func(route string, err error) {
-			if !fromRedis[route] && fileErr == nil {
-				fileErr = fmt.Errorf("route %s: %w", route, err)
-			}
-			skip(route, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
-	defer cancel()
-	t, err := balancer.NewTable(ctx, routes, def, opts)
-	if err == nil {
-		err = fileErr
-	}
-	return t, err
+	return s.buildWithRedis(cfg, strict)
 }
 
 // dynamicOptions are the table options with Redis routes in play: a bad
 // route is skipped with a log line instead of failing the whole table.
 func (s *server) dynamicOptions() balancer.TableOptions {
-	return balancer.TableOptions{Health: s.health, OnInvalid: func(route string, err error) {
+	return balancer.TableOptions{Health: s.health, CheckBackend: s.hc.backend, OnInvalid: func(route string, err error) {
 		s.logger.Warn("route skipped", "route", route, "err", err)
 	}}
 }
 
-// redisView is Redis's routes: the last full publish with the deltas since.
-func (s *server) redisView() []balancer.RouteSpec {
-	return balancer.Overlay(s.redisRoutes, s.redisDelta)
+// buildWithRedis builds the table of the file's routes overlaid with
+// Redis's: the last full publish with the deltas since, streamed into the
+// builder (a million routes are not copied into a list first). A name in
+// Redis overrides the same name in the file. strict as for buildLocked.
+func (s *server) buildWithRedis(cfg *config.Config, strict bool) (*balancer.Table, error) {
+	inRedis := func(name string) bool {
+		if r, ok := s.redisDelta[name]; ok {
+			return r != nil
+		}
+		return s.redisRoutes.Has(name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	opts := s.dynamicOptions()
+	var fileErr error
+	fromFile := true // OnInvalid runs for the file's routes first, then Redis's
+	if strict {
+		skip := opts.OnInvalid
+		opts.OnInvalid = func(route string, err error) {
+			if fromFile && fileErr == nil {
+				fileErr = fmt.Errorf("route %s: %w", route, err)
+			}
+			skip(route, err)
+		}
+	}
+	b := balancer.NewBuilder(ctx, len(cfg.Routes)+s.redisRoutes.Len(), opts)
+	for _, r := range cfg.Routes {
+		if !inRedis(r.Name) {
+			if err := b.Add(r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	fromFile = false
+	if err := b.AddSet(s.redisRoutes, s.redisDelta); err != nil {
+		return nil, err
+	}
+	def := cfg.Default
+	if def != "" {
+		if n, err := balancer.NormalizeRouteName(def); err == nil && !b.Has(n) {
+			def = "" // the file's default was a Redis name that is gone
+		}
+	}
+	t, err := b.Table(def)
+	if err == nil {
+		err = fileErr
+	}
+	return t, err
 }
 
 // applyDelta applies a few changed Redis routes to the current table with
@@ -170,22 +189,6 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 		"changed", len(set), "removed", len(del))
 }
 
-// mergeRoutes returns static with every route that overlay names replaced,
-// followed by overlay's other routes.
-func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
-	over := make(map[string]bool, len(overlay))
-	for _, r := range overlay {
-		over[r.Name] = true
-	}
-	out := make([]balancer.RouteSpec, 0, len(static)+len(overlay))
-	for _, r := range static {
-		if !over[r.Name] {
-			out = append(out, r)
-		}
-	}
-	return append(out, overlay...)
-}
-
 // startServer builds and starts everything for cfg. On error, what was
 // started is stopped again.
 // runOptions are the command line's settings that the config file does not hold.
@@ -196,14 +199,14 @@ type runOptions struct {
 }
 
 func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
-	s = &server{logger: logger, cfg: cfg}
+	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false)}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
 			if s.onHealth != nil {
 				s.onHealth(addr, up)
 			}
 		}})
-	table, err := buildStatic(cfg, s.health)
+	table, err := buildStatic(cfg, s.health, s.hc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
@@ -234,6 +237,8 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 	}
+	opts.QUIC = engine.QUICOptions{MaxFlows: cfg.Limits.MaxFlows, MaxFlowsPerIP: cfg.Limits.MaxFlowsPerIP,
+		IdleTimeout: cfg.Timeouts.QUICIdle}
 	if ro.loops > 0 {
 		opts.Loops = ro.loops
 	}
@@ -275,8 +280,11 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 
 func listenerSpec(ln config.Listener) engine.ListenerSpec {
 	scheme := balancer.SchemeHTTP
-	if ln.Protocol == "tls" {
+	switch ln.Protocol {
+	case "tls":
 		scheme = balancer.SchemeTLS
+	case "quic":
+		scheme = balancer.SchemeQUIC
 	}
 	spec := engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
 		AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies}
@@ -328,7 +336,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 		go rep.Run(ctx)
 		s.onHealth = func(addr string, up bool) { rep.Report(addr, !up) }
 	}
-	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
+	go src.Run(context.Background(), func(routes *balancer.RouteSet) {
 		s.mu.Lock()
 		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
 		err := s.rebuildLocked()
@@ -338,7 +346,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 			return
 		}
 		s.ready.Store(true)
-		s.logger.Info("routes updated from redis", "redis_routes", len(routes), "routes", s.router.Load().Len())
+		s.logger.Info("routes updated from redis", "redis_routes", routes.Len(), "routes", s.router.Load().Len())
 	})
 	return nil
 }
