@@ -92,6 +92,14 @@ type Source struct {
 	mu     sync.Mutex
 	status Status
 
+	// The snapshot file is written by its own goroutine: writing a million
+	// routes (and fsync) must not hold up the changes that follow. snapNext
+	// is the latest set to write (nil: none); snapWG covers the writer.
+	snapMu      sync.Mutex
+	snapNext    *balancer.RouteSet
+	snapRunning bool
+	snapWG      sync.WaitGroup
+
 	// Owned by Run's goroutine.
 	view *balancer.RouteSet // routes last published in full
 	// over holds the changes since view (nil: removed); count is the
@@ -210,6 +218,7 @@ func (s *Source) setStatus(f func(st *Status)) {
 // reconnects with backoff. publish is called from Run's goroutine only; it
 // may keep the set it is given: it is never modified.
 func (s *Source) Run(ctx context.Context, publish func(routes *balancer.RouteSet)) {
+	defer s.snapWG.Wait() // the last snapshot is on disk when Run returns
 	s.loadSnapshot(publish)
 	backoff := minBackoff
 	for {
@@ -527,13 +536,37 @@ func (s *Source) publishFull(set *balancer.RouteSet, publish func(*balancer.Rout
 	s.writeSnapshot(set)
 }
 
+// writeSnapshot hands set to the snapshot writer, starting it if needed;
+// a set still waiting is replaced (only the latest matters).
 func (s *Source) writeSnapshot(set *balancer.RouteSet) {
 	if s.opts.SnapshotFile == "" {
 		return
 	}
-	if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), set, time.Now()); err != nil {
-		s.log.Warn("redis: snapshot not written", "err", err)
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	s.snapNext = set
+	if s.snapRunning {
+		return
 	}
+	s.snapRunning = true
+	s.snapWG.Add(1)
+	go func() {
+		defer s.snapWG.Done()
+		for {
+			s.snapMu.Lock()
+			next := s.snapNext
+			s.snapNext = nil
+			if next == nil {
+				s.snapRunning = false
+				s.snapMu.Unlock()
+				return
+			}
+			s.snapMu.Unlock()
+			if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), next, time.Now()); err != nil {
+				s.log.Warn("redis: snapshot not written", "err", err)
+			}
+		}
+	}()
 }
 
 // route returns the current route of name: the last full publish with the
