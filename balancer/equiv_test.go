@@ -243,3 +243,64 @@ func FuzzCompactVsReference(f *testing.F) {
 		}
 	})
 }
+
+// TestAddSetMatchesNewTable: a table built from a RouteSet with changes on
+// top (as cmd/portier builds Redis's routes) equals NewTable over the same
+// routes as a list.
+func TestAddSetMatchesNewTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	opts := TableOptions{OnInvalid: func(string, error) {}}
+	for round := range 100 {
+		names := equivNames(r)
+		// The set keeps names in the order first set and the last content.
+		rb := NewRouteSetBuilder(0)
+		var order []string
+		last := map[string]RouteSpec{}
+		for _, rt := range randomRoutes(r, names, 1+r.IntN(40)) {
+			if _, seen := last[rt.Name]; !seen {
+				order = append(order, rt.Name)
+			}
+			last[rt.Name] = rt
+			if err := rb.Set(rt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set := rb.Done()
+		over := map[string]*RouteSpec{}
+		for range r.IntN(5) {
+			rt := randomRoutes(r, []string{fmt.Sprintf("o%d.test", r.IntN(4)), order[r.IntN(len(order))]}, 1)[0]
+			if n, err := NormalizeRouteName(rt.Name); err != nil || n != rt.Name {
+				continue
+			}
+			if r.IntN(3) == 0 {
+				over[rt.Name] = nil
+			} else {
+				over[rt.Name] = &rt
+			}
+		}
+		var list []RouteSpec
+		for _, n := range order {
+			if _, changed := over[n]; !changed {
+				list = append(list, last[n])
+			}
+		}
+		for _, o := range over {
+			if o != nil {
+				list = append(list, *o)
+			}
+		}
+		want, err := newRefTable(context.Background(), list, "", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := NewBuilder(context.Background(), set.Len(), opts)
+		if err := b.AddSet(set, over); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Table("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEquiv(t, fmt.Sprintf("round %d", round), got, want, equivProbes(names))
+	}
+}

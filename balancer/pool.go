@@ -58,6 +58,25 @@ func (p *Pool) Pick(hash uint64, avoid *Backend) *Backend {
 	return p.pickRR(avoid)
 }
 
+// SameAs reports whether p and q route alike: the same algorithm over the
+// same backend URLs. The pools of one route in successive tables do, and
+// routes with equal contents share one pool, so a pool's Name does not tell
+// routes apart. Allocates nothing.
+func (p *Pool) SameAs(q *Pool) bool {
+	if p == q {
+		return true
+	}
+	if p == nil || q == nil || p.Algorithm != q.Algorithm || len(p.Backends) != len(q.Backends) {
+		return false
+	}
+	for i, b := range p.Backends {
+		if b.Spec.Raw != q.Backends[i].Spec.Raw {
+			return false
+		}
+	}
+	return true
+}
+
 // rrIndex maps counter value c to the index of a backend by smooth weighted
 // round robin over the backends that do not drain by URL; -1 if all do.
 func (p *Pool) rrIndex(c uint64) int {

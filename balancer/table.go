@@ -162,11 +162,12 @@ func (tb *Builder) invalid(route string, err error) error {
 // Add adds route r. A bad route, or a later one with the name of an
 // earlier one, fails with an error, or is reported to OnInvalid and
 // skipped (then Add returns nil).
-func (tb *Builder) Add(r RouteSpec) error { return tb.add(r.Name, &r) }
+func (tb *Builder) Add(r RouteSpec) error { return tb.add(r.Name, &r, nil) }
 
 // add adds content c (its Name ignored) under name as written, which may
-// point into memory the caller reuses: nothing keeps it.
-func (tb *Builder) add(written string, c *RouteSpec) error {
+// point into memory the caller reuses: nothing keeps it. known, if not nil,
+// caches the record of c (-1: not known yet).
+func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 	name, err := NormalizeRouteName(written)
 	if err != nil {
 		return tb.invalid(written, err)
@@ -195,7 +196,11 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 	var id uint32
 	var h uint64
 	ok := false
-	if !c.Metrics {
+	switch {
+	case c.Metrics:
+	case known != nil && *known >= 0:
+		id, ok = uint32(*known), true
+	default:
 		id, h, ok = tb.in.find(c)
 	}
 	if !ok {
@@ -214,6 +219,9 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 		if !c.Metrics {
 			tb.in.add(h, id)
 		}
+	}
+	if known != nil && !c.Metrics {
+		*known = int32(id)
 	}
 	if name != written {
 		if tb.written == nil {
@@ -250,13 +258,21 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 // changes since they were published, without copying them.
 func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 	var err error
-	set.each(func(name []byte, c *RouteSpec) bool {
-		n := unsafe.String(unsafe.SliceData(name), len(name))
-		if _, changed := over[n]; !changed {
-			err = tb.add(n, c)
+	if set != nil {
+		// The set's contents are interned already: each is looked up in
+		// the table's once, not once per name.
+		recOf := make([]int32, len(set.contents))
+		for i := range recOf {
+			recOf[i] = -1
 		}
-		return err == nil
-	})
+		set.idx.each(func(name []byte, cid uint32) bool {
+			n := unsafe.String(unsafe.SliceData(name), len(name))
+			if _, changed := over[n]; !changed {
+				err = tb.add(n, &set.contents[cid], &recOf[cid])
+			}
+			return err == nil
+		})
+	}
 	if err != nil {
 		return err
 	}

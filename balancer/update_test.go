@@ -247,14 +247,31 @@ func FuzzUpdate(f *testing.F) {
 	})
 }
 
-// samePool reports whether two pools route alike: the same algorithm over
-// the same backend URLs. Routes with equal contents share one pool, whose
-// Name is the first of them, so names do not tell routes apart.
-func samePool(a, b *Pool) bool {
-	if a == nil || b == nil {
-		return a == b
+// samePool reports whether two pools route alike (nil only with nil).
+func samePool(a, b *Pool) bool { return a.SameAs(b) }
+
+// TestSameAsAfterUpdate: routes with equal contents share a pool named
+// after the first of them, so after that route changes its new pool and
+// the shared one have the same Name; only SameAs (what the engine asks
+// before sending a later request of a connection) tells them apart.
+func TestSameAsAfterUpdate(t *testing.T) {
+	x := []string{"http://127.0.0.1:1"}
+	old := mustTable(t, []RouteSpec{{Name: "a.test", Backends: x}, {Name: "b.test", Backends: x}}, "")
+	nt, _, err := old.Update(context.Background(), []RouteSpec{{Name: "a.test", Backends: []string{"http://127.0.0.1:2"}}}, nil, "", TableOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return a.Algorithm == b.Algorithm && slices.EqualFunc(a.Backends, b.Backends, func(x, y *Backend) bool {
-		return x.Spec.Raw == y.Spec.Raw
-	})
+	a, b := nt.Lookup(SchemeHTTP, []byte("a.test")), nt.Lookup(SchemeHTTP, []byte("b.test"))
+	if a.Name != b.Name {
+		t.Logf("pool names %q and %q", a.Name, b.Name)
+	}
+	if a.SameAs(b) || b.SameAs(a) {
+		t.Errorf("a.test's new pool is SameAs b.test's")
+	}
+	if !b.SameAs(old.Lookup(SchemeHTTP, []byte("b.test"))) || !b.SameAs(old.Lookup(SchemeHTTP, []byte("a.test"))) {
+		t.Errorf("b.test's pool is not SameAs its pool of the old table")
+	}
+	if a.SameAs(nil) || !(*Pool)(nil).SameAs(nil) {
+		t.Errorf("SameAs with nil")
+	}
 }

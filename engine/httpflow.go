@@ -338,7 +338,7 @@ func requestRejection(err error) *rejection {
 // connection was paired for.
 func (l *loop) sameRoute(c *conn, host []byte) bool {
 	p := l.e.opts.Router.Load().Lookup(balancer.SchemeHTTP, host)
-	return p == c.pool || p != nil && p.Name == c.pool.Name
+	return p.SameAs(c.pool)
 }
 
 // stopHTTP stops forwarding client bytes: the backend's write side is shut

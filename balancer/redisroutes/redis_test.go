@@ -432,9 +432,22 @@ func TestSnapshotAtStart(t *testing.T) {
 }
 
 func TestSnapshotCorruptIgnored(t *testing.T) {
-	tests := []struct{ name, content string }{
-		{"not json", "{"},
-		{"wrong version", `{"version": 99, "routes": []}`},
+	// A good snapshot of another route, to damage.
+	good := filepath.Join(t.TempDir(), "good.snap")
+	if err := writeSnapshot(good, SchemaHipache, testSet(t, balancer.RouteSpec{Name: "old.test", Backends: []string{"http://127.0.0.1:9009"}}), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := slices.Clone(data)
+	flipped[len(flipped)/2] ^= 1
+	tests := []struct{ name, content, why string }{
+		{"not json", "{", "snapshot ignored"},
+		{"wrong version", `{"version": 99, "routes": []}`, "version 99"},
+		{"truncated", string(data[:len(data)-5]), "checksum mismatch: the file is damaged or truncated"},
+		{"damaged", string(flipped), "checksum mismatch: the file is damaged or truncated"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -449,8 +462,8 @@ func TestSnapshotCorruptIgnored(t *testing.T) {
 			if calls, _ := rec.state(); calls != 1 {
 				t.Errorf("%d publishes, want 1 (the corrupt snapshot must not be published)", calls)
 			}
-			if !strings.Contains(logs.String(), "snapshot ignored") {
-				t.Errorf("no log line about the snapshot:\n%s", logs)
+			if !strings.Contains(logs.String(), "snapshot ignored") || !strings.Contains(logs.String(), tc.why) {
+				t.Errorf("no log line saying %q about the snapshot:\n%s", tc.why, logs)
 			}
 		})
 	}
