@@ -242,7 +242,7 @@ func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balan
 // route, which belongs to another name, when r has no backend of a scheme.
 func poolBackends(t *balancer.Table, r balancer.RouteSpec) (bes []*balancer.Backend, ok bool) {
 	found := 0
-	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS} {
+	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS, balancer.SchemeQUIC} {
 		p := t.Lookup(sch, []byte(r.Name))
 		if p == nil || p.Name != r.Name {
 			continue

@@ -193,3 +193,53 @@ func perturb(v reflect.Value) bool {
 	}
 	return true
 }
+
+// FuzzCompactVsReference drives both tables with routes and updates taken
+// from data: each byte picks a name, a backend list and whether it is set
+// or removed; a zero byte ends the initial route list, later bytes are
+// updates. Every probe must route alike.
+func FuzzCompactVsReference(f *testing.F) {
+	f.Add([]byte{0x11, 0x23, 0x35, 0x47, 0, 0x91, 0x22, 0xa3})
+	f.Add([]byte{0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0, 0x8f, 0x8e, 0x0f})
+	names := []string{"a.test", "b.test", "*.w.test", "*.x.w.test", "*", "c.x.w.test", "w.test", "A.Test",
+		"x.b.test", "*.b.test", "bad name!", "d.test", "*.test", "e.d.test", "f.test", "g.test"}
+	probes := equivProbes(names)
+	opts := TableOptions{OnInvalid: func(string, error) {}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 128 {
+			return
+		}
+		var routes []RouteSpec
+		i := 0
+		for ; i < len(data) && data[i] != 0; i++ {
+			routes = append(routes, RouteSpec{Name: names[data[i]&15], Backends: equivBackends[int(data[i]>>4)%len(equivBackends)]})
+		}
+		def := ""
+		if len(routes) > 0 && data[0]&0x80 != 0 {
+			def = routes[len(routes)-1].Name
+		}
+		got, err1 := NewTable(context.Background(), routes, def, opts)
+		want, err2 := newRefTable(context.Background(), routes, def, opts)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("NewTable: %v, reference %v", err1, err2)
+		}
+		checkEquiv(t, "built", got, want, probes)
+		for _, op := range data[min(i+1, len(data)):] {
+			name := names[op&15]
+			var set []RouteSpec
+			var del []string
+			if op&0x80 != 0 {
+				del = []string{name}
+			} else {
+				set = []RouteSpec{{Name: name, Backends: equivBackends[int(op>>4)%len(equivBackends)]}}
+			}
+			g2, _, err1 := got.Update(context.Background(), set, del, def, opts)
+			w2, _, err2 := want.Update(context.Background(), set, del, def, opts)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("Update: %v, reference %v", err1, err2)
+			}
+			got, want = g2, w2
+			checkEquiv(t, fmt.Sprintf("after %x", op), got, want, probes)
+		}
+	})
+}

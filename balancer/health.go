@@ -140,6 +140,11 @@ type Health struct {
 	fleet    map[string]bool // addresses the fleet reports down
 	runCtx   context.Context // nil unless Run is running
 	wg       sync.WaitGroup
+
+	// Passive changes of backends without a checker (passive.go).
+	pmu      sync.Mutex
+	ppending map[*backendState]struct{}
+	pwake    chan struct{}
 }
 
 // NewHealth returns a Health; checks start when Run runs and Track names the
@@ -152,6 +157,8 @@ func NewHealth(opts HealthOptions) *Health {
 		tracked:  make(map[stateKey]*backendState),
 		checkers: make(map[*backendState]context.CancelFunc),
 		fleet:    make(map[string]bool),
+		ppending: make(map[*backendState]struct{}),
+		pwake:    make(chan struct{}, 1),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -191,7 +198,7 @@ func (h *Health) Track(t *Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s, cancel := range h.checkers {
-		if want[s.key] != s {
+		if want[s.key] != s || s.cfg.Load().Kind == CheckNone {
 			cancel()
 			delete(h.checkers, s)
 		}
@@ -211,9 +218,14 @@ func (h *Health) Track(t *Table) {
 	}
 }
 
-// startLocked starts the checker of s unless it runs. h.mu is held.
+// startLocked starts the checker of s unless it runs or s has no active
+// check (passive changes then go to the one passive goroutine). h.mu is held.
 func (h *Health) startLocked(s *backendState) {
 	if _, ok := h.checkers[s]; ok {
+		return
+	}
+	if s.cfg.Load().Kind == CheckNone {
+		h.passiveChanged(s) // report what changed while nobody looked
 		return
 	}
 	ctx, cancel := context.WithCancel(h.runCtx)
@@ -253,6 +265,8 @@ func (h *Health) TrackAdded(added []*Backend) {
 func (h *Health) Run(ctx context.Context) {
 	h.mu.Lock()
 	h.runCtx = ctx
+	h.wg.Add(1)
+	go h.runPassive(ctx)
 	for _, s := range h.tracked {
 		h.startLocked(s)
 	}

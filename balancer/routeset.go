@@ -111,6 +111,21 @@ func (s *RouteSet) Digest() uint64 {
 	return s.digest
 }
 
+// DigestWith returns the Digest of s with each route of over set (a nil
+// value removes the name), at the cost of the changes only.
+func (s *RouteSet) DigestWith(over map[string]*RouteSpec) uint64 {
+	d := s.Digest()
+	for name, r := range over {
+		if old, ok := s.Get(name); ok {
+			d -= routeDigest(bytesOf(name), contentHash(digestSeed, &old))
+		}
+		if r != nil {
+			d += routeDigest(bytesOf(name), contentHash(digestSeed, r))
+		}
+	}
+	return d
+}
+
 // Len returns the number of routes.
 func (s *RouteSet) Len() int {
 	if s == nil {

@@ -137,6 +137,10 @@ func (s *backendState) connectSucceeded() {
 // the caller logs it at once (rare: only on transitions).
 func (s *backendState) changed() {
 	if s.h != nil {
+		if s.checkers.Load() == 0 {
+			s.h.passiveChanged(s)
+			return
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:

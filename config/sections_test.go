@@ -25,14 +25,14 @@ func TestSectionsGood(t *testing.T) {
 		{"default health", "health: {check: none, interval: 5s}\n", func(c *Config) bool {
 			return c.Health.Kind == balancer.CheckNone && c.Health.Interval == 5*time.Second
 		}},
-		{"redis", "redis: {url: 'redis://127.0.0.1:6379/2', schema: sets, resync: 5s, snapshot_file: /tmp/r.json, share_health: false}\n",
+		{"redis", "redis: {url: 'redis://127.0.0.1:6379/2', schema: sets, resync: 5s, snapshot_file: /tmp/r.json, share_health: false, notify_keyspace_events: off}\n",
 			func(c *Config) bool {
 				r := c.Redis
 				return r != nil && r.URL == "redis://127.0.0.1:6379/2" && r.Schema == "sets" && r.Resync == 5*time.Second &&
-					r.SnapshotFile == "/tmp/r.json" && !r.ShareHealth
+					r.SnapshotFile == "/tmp/r.json" && !r.ShareHealth && r.NotifyOff
 			}},
 		{"redis defaults", "redis: {url: 'redis://127.0.0.1'}\n", func(c *Config) bool {
-			return c.Redis.Schema == "hipache" && c.Redis.Resync == DefaultResync && c.Redis.ShareHealth
+			return c.Redis.Schema == "hipache" && c.Redis.Resync == DefaultResync && c.Redis.ShareHealth && !c.Redis.NotifyOff
 		}},
 		{"redis sentinel", "redis: {sentinel: {master: m, addresses: ['127.0.0.1:26379']}}\n", func(c *Config) bool {
 			return c.Redis.SentinelMaster == "m" && len(c.Redis.SentinelAddrs) == 1

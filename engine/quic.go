@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
+	"github.com/panjf2000/gnet/v2/pkg/queue"
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
@@ -234,6 +235,9 @@ func (l *loop) quicListenerRead(ln *qlistener) {
 		f := q.flows[key]
 		if f == nil {
 			f = l.quicRebound(ln, key, d)
+		}
+		if f == nil && l.quicHandOver(ln, key, d) {
+			continue
 		}
 		if f == nil {
 			l.quicNewFlow(ln, key, d)
@@ -601,6 +605,69 @@ func (l *loop) quicLearnCID(f *qflow, d []byte) {
 	}
 	q.cids[f.cid] = f
 	q.cidLens |= 1 << len(h.SCID)
+	l.e.q.cids.Store(f.cid, l)
+	for {
+		lens := l.e.q.cidLens.Load()
+		if lens&(1<<len(h.SCID)) != 0 || l.e.q.cidLens.CompareAndSwap(lens, lens|1<<len(h.SCID)) {
+			break
+		}
+	}
+}
+
+// quicHandOver passes a short-header datagram from an unknown address to
+// the loop that owns the flow of the server connection ID it names, when
+// that is another loop (a rebound client's new 4-tuple hashed elsewhere).
+// It copies the datagram: a rare path, allowed to allocate.
+func (l *loop) quicHandOver(ln *qlistener, key qkey, d []byte) bool {
+	lens := l.e.q.cidLens.Load()
+	if lens == 0 || len(d) == 0 || quic.IsLongHeader(d) {
+		return false
+	}
+	for n := 1; n <= quic.MaxCIDLen; n++ {
+		if lens&(1<<n) == 0 || len(d) <= n {
+			continue
+		}
+		v, ok := l.e.q.cids.Load(string(d[1 : 1+n]))
+		if !ok || v.(*loop) == l {
+			continue
+		}
+		owner := v.(*loop)
+		dd := append([]byte(nil), d...)
+		sa, salen, idx := l.rsa, l.rsaLen, ln.idx
+		_ = owner.poller.Trigger(queue.HighPriority, func(any) error {
+			owner.quicForeign(idx, key, sa, salen, dd)
+			return nil
+		}, nil)
+		return true
+	}
+	return false
+}
+
+// quicForeign takes a datagram another loop received for one of this
+// loop's flows (see quicHandOver).
+func (l *loop) quicForeign(idx int, key qkey, sa unix.RawSockaddrAny, salen uint32, d []byte) {
+	q := l.q
+	if q == nil {
+		return
+	}
+	f := q.flows[key]
+	if f == nil {
+		var ln *qlistener
+		for _, x := range q.lns {
+			if x.idx == idx {
+				ln = x
+			}
+		}
+		if ln == nil || ln.fd < 0 {
+			return
+		}
+		l.rsa, l.rsaLen = sa, salen
+		if f = l.quicRebound(ln, key, d); f == nil {
+			q.stats.Drops[QUICDropNotInitial].Add(1)
+			return
+		}
+	}
+	l.quicFromClient(f, d)
 }
 
 // quicEnd removes f, closes its backend socket and logs it.
@@ -612,6 +679,7 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 	delete(q.flows, f.key)
 	if f.cid != "" && q.cids[f.cid] == f {
 		delete(q.cids, f.cid)
+		l.e.q.cids.CompareAndDelete(f.cid, l)
 	}
 	if f.list == qlistAnswer {
 		q.answer.remove(f)

@@ -1,6 +1,9 @@
 package engine
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // QUICDrop is why a client datagram was dropped.
 type QUICDrop uint8
@@ -85,4 +88,9 @@ func (e *Engine) QUICStats() QUICStats {
 type engineQUIC struct {
 	open  atomic.Int64 // flows open on all loops (max_flows)
 	perIP *ipCounts    // nil without max_flows_per_ip
+	// cids maps every learned server connection ID (string) to the loop
+	// whose flow owns it: a rebound client's new 4-tuple may hash to another
+	// loop (SO_REUSEPORT), which hands its datagrams over.
+	cids    sync.Map
+	cidLens atomic.Uint32 // bit n: some learned CID has n bytes
 }

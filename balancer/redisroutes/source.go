@@ -38,7 +38,12 @@ type Options struct {
 	// change and is published at start, so a restart during an outage of
 	// Redis still has routes.
 	SnapshotFile string
-	Logger       *slog.Logger
+	// NotifyOff leaves the server's notify-keyspace-events as it is (a
+	// shared server's configuration is not portier's to change): changes
+	// then arrive by notification only if the server already sends them,
+	// else at each resync. By default the classes needed are added.
+	NotifyOff bool
+	Logger    *slog.Logger
 	// OnFleetHealth, if set, is told of backends that a member of the fleet
 	// reported down or up with ReportHealth. It is called from Run's
 	// goroutine, only when the state of addr changes.
@@ -46,11 +51,13 @@ type Options struct {
 	// Delta, if set, receives the changes that keyspace notifications
 	// report, as routes to add or replace (set) and names to remove (del),
 	// instead of a publish of every route: with a million routes, sorting
-	// and rebuilding everything for one RPUSH takes seconds. Full syncs (at
-	// start, after a reconnect, and at the first resync after deltas, which
-	// also rewrites the snapshot file of stores over 100,000 routes) still
-	// go to publish. Called from Run's goroutine, never concurrently with
-	// publish.
+	// and rebuilding everything for one RPUSH takes seconds. Full syncs go
+	// to publish at start, after a reconnect, when a resync finds changes
+	// the deltas missed, and when a resync finds more than 1% of the routes
+	// (at least 1,000) changed by deltas since the last full publish, to
+	// fold them into a fresh table. A resync rewrites the snapshot file of
+	// stores over 100,000 routes after deltas. Called from Run's goroutine,
+	// never concurrently with publish.
 	Delta func(set []balancer.RouteSpec, del []string)
 }
 
@@ -100,7 +107,7 @@ type Source struct {
 	multi         map[string]map[string][]string
 	problems      map[string]string // by key: last problem logged
 	havePublished bool
-	stale         bool // deltas went out since view: the next full sync publishes all
+	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
 	notifyLogged  bool
 	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
@@ -277,7 +284,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
-	msgs := make(chan *redis.Message, 1024)
+	in := newInbox(s.sc)
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -306,7 +313,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			return false, err
 		}
 		wg.Add(1)
-		go s.receive(ctx, ps, msgs, errc, &wg)
+		go s.receive(ctx, ps, in, errc, &wg)
 	}
 
 	if err := s.fullSync(ctx, publish); err != nil {
@@ -331,17 +338,24 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			return true, ctx.Err()
 		case err := <-errc:
 			return true, err
-		case m := <-msgs:
-			if m.Channel == healthChan {
-				s.healthMessage(m.Payload)
+		case <-in.wake:
+			keys, health, overflow := in.take()
+			for _, payload := range health {
+				s.healthMessage(payload)
+			}
+			if overflow {
+				// More changes than are worth reading one by one.
+				clear(pending)
+				flush = nil
+				if err := s.fullSync(ctx, publish); err != nil {
+					return true, err
+				}
 				continue
 			}
-			_, key, ok := strings.Cut(m.Channel, "__:")
-			if !ok || !s.sc.isRouteKey(key) {
-				continue
+			for key := range keys {
+				pending[key] = struct{}{}
 			}
-			pending[key] = struct{}{}
-			if flush == nil {
+			if len(pending) > 0 && flush == nil {
 				flush = time.After(coalesce)
 			}
 		case <-flush:
@@ -379,7 +393,7 @@ func awaitSubscriptions(ctx context.Context, ps *redis.PubSub, n int) error {
 // receive forwards the messages of ps until ctx is done or the connection
 // fails. A silent connection is probed with PING, so that a dead peer
 // without a reset still ends the session.
-func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *redis.Message, errc chan<- error, wg *sync.WaitGroup) {
+func (s *Source) receive(ctx context.Context, ps *redis.PubSub, in *inbox, errc chan<- error, wg *sync.WaitGroup) {
 	defer wg.Done()
 	probed := false
 	for {
@@ -400,11 +414,7 @@ func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *red
 		}
 		probed = false
 		if msg, ok := m.(*redis.Message); ok {
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
+			in.add(msg.Channel, msg.Payload) // never blocks: see inbox
 		}
 	}
 }
@@ -419,8 +429,15 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 		if err == nil {
 			old := cur["notify-keyspace-events"]
 			if merged := mergeFlags(old, s.sc.notifyFlags()); merged != old {
+				if s.opts.NotifyOff {
+					on = false // the server does not send what is needed; we do not ask
+					continue
+				}
 				err = n.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
 			}
+		} else if s.opts.NotifyOff && isReplyError(err) {
+			on = false // CONFIG refused: whether it notifies is unknown; rely on resync
+			continue
 		}
 		if err != nil {
 			if !isReplyError(err) {
@@ -433,6 +450,11 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 			}
 			break
 		}
+	}
+	if s.opts.NotifyOff && !on && !s.notifyLogged {
+		s.notifyLogged = true
+		s.log.Warn("redis: the server does not send the keyspace notifications needed and notify_keyspace_events is off: changes apply at each resync",
+			"resync", s.opts.Resync, "need", s.sc.notifyFlags())
 	}
 	s.setStatus(func(st *Status) { st.Notifications = on })
 	return nil
@@ -473,16 +495,30 @@ func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet))
 	}
 	// Status first: a publish observer may look at it at once.
 	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
-	if s.havePublished && !s.stale && set.Len() == s.view.Len() && set.Digest() == s.view.Digest() {
+	if s.havePublished && set.Len() == s.count && set.Digest() == s.view.DigestWith(s.over) {
+		// Nothing was missed. The deltas since the last full publish stay
+		// overlaid on the table (rebuilding a million routes would double
+		// the memory for a moment) until they are many.
+		if len(s.over) > compactAfter(s.count) {
+			s.publishFull(set, publish)
+		} else if s.snapshotStale {
+			s.snapshotStale = false
+			s.writeSnapshot(set)
+		}
 		return nil
 	}
 	s.publishFull(set, publish)
 	return nil
 }
 
+// compactAfter is how many changes made by deltas a full sync that finds
+// nothing new leaves overlaid on a table of n routes before it publishes
+// every route again, which builds a fresh table without the overlays.
+func compactAfter(n int) int { return max(1000, n/100) }
+
 // publishFull publishes every route and writes the snapshot file.
 func (s *Source) publishFull(set *balancer.RouteSet, publish func(*balancer.RouteSet)) {
-	s.view, s.over, s.count, s.stale = set, nil, set.Len(), false
+	s.view, s.over, s.count, s.snapshotStale = set, nil, set.Len(), false
 	s.setStatus(func(st *Status) { st.Routes = set.Len() })
 	publish(set)
 	s.havePublished = true
@@ -563,9 +599,8 @@ func (s *Source) readPending(ctx context.Context, pending map[string]struct{}, t
 }
 
 // publishChanges publishes the routes of the touched names: to
-// Options.Delta when set (the published set is then stale: the next full
-// sync publishes everything and writes the snapshot of large stores), else
-// as a new full set.
+// Options.Delta when set (overlaid on the last full publish; see
+// fullSync), else as a new full set.
 func (s *Source) publishChanges(touched map[string][]string, publish func(*balancer.RouteSet)) {
 	if len(touched) == 0 {
 		return
@@ -617,13 +652,14 @@ func (s *Source) publishChanges(touched map[string][]string, publish func(*balan
 		}
 		s.over[set[i].Name] = &set[i]
 	}
-	s.stale = true
 	s.setStatus(func(st *Status) { st.Routes = s.count })
 	s.opts.Delta(set, del)
 	// The snapshot holds every route: rewriting it per change is cheap for
 	// small stores; large ones get it at the next resync.
-	if s.opts.SnapshotFile != "" && s.count <= snapshotPerChange {
-		if cur, err := s.view.With(s.over); err == nil {
+	if s.opts.SnapshotFile != "" {
+		if s.count > snapshotPerChange {
+			s.snapshotStale = true
+		} else if cur, err := s.view.With(s.over); err == nil {
 			s.writeSnapshot(cur)
 		}
 	}

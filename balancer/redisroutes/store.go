@@ -189,9 +189,34 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 		return nil, nil, nil, err
 	}
 	col := newCollector(sc, sizeHint)
-	err = scanKeys(ctx, ns, sc.scanPattern(), func(keys []string) error {
-		return readKeys(ctx, c, sc, keys, col.key)
-	})
+	// The next pages of keys are scanned while one is read: the SCAN round
+	// trips overlap the pipelined reads.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan []string, 4)
+	scanned := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		scanned <- scanKeys(sctx, ns, sc.scanPattern(), func(keys []string) error {
+			select {
+			case pages <- keys:
+				return nil
+			case <-sctx.Done():
+				return sctx.Err()
+			}
+		})
+	}()
+	for keys := range pages {
+		if err == nil {
+			err = readKeys(ctx, c, sc, keys, col.key)
+			if err != nil {
+				cancel() // the scanner stops; pages drains
+			}
+		}
+	}
+	if serr := <-scanned; err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}

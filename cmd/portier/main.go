@@ -115,11 +115,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("portier started", "version", version, "routes", srv.router.Load().Len(), "loops", srv.eng.Loops(), "pid", os.Getpid())
 
+	// Reloads run off the signal loop, so a SIGTERM during a slow one (a
+	// config on a hung network file system, names that resolve slowly) is
+	// acted on at once. SIGHUPs during a reload make one more reload after it.
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range reloads {
+			logger.Info("reloading", "config", *cfgPath)
+			srv.reload(*cfgPath)
+		}
+	}()
+	defer close(reloads)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:
-			logger.Info("reloading", "config", *cfgPath)
-			srv.reload(*cfgPath)
+			select {
+			case reloads <- struct{}{}:
+			default: // one is already queued
+			}
 			continue
 		case syscall.SIGUSR1:
 			if srv.alog != nil {

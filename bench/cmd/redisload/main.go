@@ -14,9 +14,11 @@
 //   - one later change: an RPUSH, timed until portier logs the delta and
 //     routes by it;
 //
-//   - resync: the peak RSS (VmHWM, reset through /proc/PID/clear_refs)
-//     during the full resync that follows the change (it publishes and
-//     rebuilds the table), and during one more that finds nothing changed;
+//   - resync and rebuild: the peak RSS (VmHWM, reset through
+//     /proc/PID/clear_refs) during the full resync that follows the change
+//     (it reads every key again and finds nothing the delta missed), and
+//     during a rebuild of the whole table (SIGHUP, as when a resync finds
+//     missed changes);
 //
 //   - restart: Redis is stopped and portier started again: the time until it
 //     serves the N routes from its snapshot file;
@@ -63,11 +65,12 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up waiting for portier after this long")
 	resync := flag.Duration("resync", 15*time.Second, "portier's full resync period")
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, config, snapshot)")
+	prebuilt := flag.String("portier", "", "run this portier binary instead of building the working tree's (to compare versions in one sitting)")
 	flag.Parse()
 	if *n < 1 {
 		fatalf("-n must be at least 1")
 	}
-	if err := run(*n, *timeout, *resync, *keep); err != nil {
+	if err := run(*n, *timeout, *resync, *keep, *prebuilt); err != nil {
 		fatalf("%v", err)
 	}
 }
@@ -83,14 +86,14 @@ type results struct {
 	redisBefore, redisAfter    int64 // used_memory, bytes
 	baseRSS, rss, loadPeak     int64 // KiB
 	load, change, restart      time.Duration
-	resyncPeak, resyncRSS      int64 // KiB: the resync that publishes
-	quietPeak                  int64 // KiB: a resync that finds nothing new
+	resyncPeak                 int64 // KiB: a full resync (nothing missed)
+	rebuildPeak, rebuildRSS    int64 // KiB: a rebuild of the table (SIGHUP)
 	hit, miss                  time.Duration
 	snapshotBytes              int64
 	snapshotRead, snapshotLoad time.Duration
 }
 
-func run(n int, timeout, resync time.Duration, keep bool) (err error) {
+func run(n int, timeout, resync time.Duration, keep bool, prebuilt string) (err error) {
 	dir, err := os.MkdirTemp("", "redisload-")
 	if err != nil {
 		return err
@@ -101,11 +104,14 @@ func run(n int, timeout, resync time.Duration, keep bool) (err error) {
 		defer os.RemoveAll(dir)
 	}
 
-	bin := filepath.Join(dir, "portier")
-	build := exec.Command("go", "build", "-o", bin, "github.com/portier/portier/cmd/portier")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build portier: %w", err)
+	bin := prebuilt
+	if bin == "" {
+		bin = filepath.Join(dir, "portier")
+		build := exec.Command("go", "build", "-o", bin, "github.com/portier/portier/cmd/portier")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build portier: %w", err)
+		}
 	}
 
 	backend, stopBackend, err := startBackend()
@@ -177,7 +183,7 @@ redis:
 	if err != nil {
 		return err
 	}
-	if err := measure(&res, bin, cfg, filepath.Join(dir, "portier.log"), redisAddr, timeout, resync); err != nil {
+	if err := measure(&res, bin, cfg, filepath.Join(dir, "portier.log"), redisAddr, snap, timeout, resync); err != nil {
 		return err
 	}
 
@@ -234,16 +240,18 @@ type portier struct {
 }
 
 type event struct {
-	addr   string
-	routes int       // an update line: redis_routes
-	delta  bool      // the update applied a delta (not a full publish)
-	at     time.Time // when it was read
-	err    error
+	addr     string
+	routes   int       // an update line: redis_routes
+	delta    bool      // the update applied a delta (not a full publish)
+	reloaded bool      // a "reloaded" line (SIGHUP done)
+	at       time.Time // when it was read
+	err      error
 }
 
 var (
 	updatedRE   = regexp.MustCompile(`msg="routes updated from redis" redis_routes=(\d+)`)
 	listeningRE = regexp.MustCompile(`msg=listening listener=web address=(\S+)`)
+	reloadedRE  = regexp.MustCompile(`msg=reloaded `)
 )
 
 func startPortier(bin, cfg, logPath string, timeout time.Duration) (*portier, error) {
@@ -274,6 +282,9 @@ func startPortier(bin, cfg, logPath string, timeout time.Duration) (*portier, er
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
 				p.events <- event{addr: m[1]}
 			}
+			if reloadedRE.MatchString(line) {
+				p.events <- event{reloaded: true, at: time.Now()}
+			}
 			if m := updatedRE.FindStringSubmatch(line); m != nil {
 				got, _ := strconv.Atoi(m[1])
 				p.events <- event{routes: got, delta: strings.Contains(line, " changed="), at: time.Now()}
@@ -298,6 +309,9 @@ func (p *portier) stop() {
 	}
 }
 
+// reloaded as the count for waitRoutes waits for the "reloaded" line.
+const reloaded = -2
+
 // waitRoutes waits for an update line with redis_routes=want (a delta or a
 // full publish, as asked) and for the listening line; it returns when the
 // update was read and the listener's address.
@@ -313,7 +327,9 @@ func (p *portier) waitRoutes(want int, delta bool) (time.Time, string, error) {
 				return time.Time{}, "", fmt.Errorf("%v; log: %s", ev.err, p.logPath)
 			case ev.addr != "":
 				p.addr = ev.addr
-			case ev.routes == want && ev.delta == delta && at.IsZero():
+			case ev.routes == want && ev.delta == delta && at.IsZero() && !ev.reloaded:
+				at = ev.at
+			case ev.reloaded && want == reloaded:
 				at = ev.at
 			default:
 				fmt.Fprintf(os.Stderr, "update with redis_routes=%d delta=%v (waiting for %d)\n", ev.routes, ev.delta, want)
@@ -326,7 +342,7 @@ func (p *portier) waitRoutes(want int, delta bool) (time.Time, string, error) {
 }
 
 // measure runs portier on the seeded keys: load, one change, two resyncs.
-func measure(res *results, bin, cfg, logPath, redisAddr string, timeout, resync time.Duration) error {
+func measure(res *results, bin, cfg, logPath, redisAddr, snap string, timeout, resync time.Duration) error {
 	n := res.n
 	p, err := startPortier(bin, cfg, logPath, timeout)
 	if err != nil {
@@ -374,26 +390,57 @@ func measure(res *results, bin, cfg, logPath, redisAddr string, timeout, resync 
 	}
 	fmt.Fprintf(os.Stderr, "one RPUSH on top of %d routes applied after %v\n", n, res.change.Round(time.Millisecond))
 
-	// The resync after the change publishes every route again and
-	// rebuilds the table; its peak is what a full resync costs.
+	// The resync after the change reads every key again and finds nothing
+	// the delta missed; the delta stays overlaid on the table. Nothing is
+	// logged, but it rewrites the snapshot file of a store over 100,000
+	// routes (smaller ones are rewritten per change: then wait a period
+	// and a margin for the scan).
 	if err := resetPeak(p.pid()); err != nil {
 		return err
 	}
-	if _, _, err := p.waitRoutes(n+1, false); err != nil {
+	if err := waitSnapshot(snap, pushed, time.Until(p.timeout)); err != nil {
 		return err
+	}
+	if n <= 100_000 {
+		time.Sleep(resync + resync/2)
 	}
 	res.resyncPeak, _ = procStatus(p.pid(), "VmHWM")
-	res.resyncRSS, _ = procStatus(p.pid(), "VmRSS")
-	fmt.Fprintf(os.Stderr, "full resync that publishes: peak RSS %.1f MiB, RSS after %.1f MiB\n", kib(res.resyncPeak), kib(res.resyncRSS))
-	// One more resync, which finds nothing new (nothing is logged: wait a
-	// period and a margin for the scan).
+	fmt.Fprintf(os.Stderr, "full resync: peak RSS %.1f MiB\n", kib(res.resyncPeak))
+	// A rebuild of the whole table from the routes held (SIGHUP; a resync
+	// that finds missed changes does the same after its scan).
 	if err := resetPeak(p.pid()); err != nil {
 		return err
 	}
-	time.Sleep(resync + resync/2)
-	res.quietPeak, _ = procStatus(p.pid(), "VmHWM")
-	fmt.Fprintf(os.Stderr, "full resync without changes: peak RSS %.1f MiB\n", kib(res.quietPeak))
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	if _, _, err := p.waitRoutes(reloaded, false); err != nil {
+		return err
+	}
+	res.rebuildPeak, _ = procStatus(p.pid(), "VmHWM")
+	res.rebuildRSS, _ = procStatus(p.pid(), "VmRSS")
+	fmt.Fprintf(os.Stderr, "table rebuild (SIGHUP): peak RSS %.1f MiB, RSS after %.1f MiB\n", kib(res.rebuildPeak), kib(res.rebuildRSS))
 	return routes(addr, n)
+}
+
+// waitSnapshot waits until the snapshot file has the route added after
+// t: a file written at t or before (the first full publish's is written
+// after the routes are served) cannot have it.
+func waitSnapshot(path string, t time.Time, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var seen time.Time
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.ModTime().After(t) && !fi.ModTime().Equal(seen) {
+			seen = fi.ModTime()
+			if set, _, err := redisroutes.ReadSnapshot(path); err == nil && set.Has("new.load.test") {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("snapshot %s not rewritten after the change", path)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // backendOf returns the backend address the config's static route names.
@@ -469,11 +516,11 @@ func kib(k int64) float64 { return float64(k) / 1024 }
 func report(r *results) {
 	growth := float64(r.rss-r.baseRSS) * 1024 / float64(r.n)
 	perKey := float64(r.redisAfter-r.redisBefore) / float64(r.n)
-	fmt.Printf("| routes | load after start | portier RSS (baseline) | RSS growth per route | Redis used_memory per key | one change live after | peak RSS: load / resync that publishes / resync without changes | restart from snapshot, Redis down | Lookup hit / miss |\n")
+	fmt.Printf("| routes | load after start | portier RSS (baseline) | RSS growth per route | Redis used_memory per key | one change live after | peak RSS: load / full resync / table rebuild | restart from snapshot, Redis down | Lookup hit / miss |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
 	fmt.Printf("| %d | %.2f s | %.1f MiB (%.1f MiB) | %.0f B | %.0f B | %v | %.1f / %.1f / %.1f MiB | %v | %.0f ns / %.0f ns |\n",
 		r.n, r.load.Seconds(), kib(r.rss), kib(r.baseRSS), growth, perKey, r.change.Round(time.Millisecond),
-		kib(r.loadPeak), kib(r.resyncPeak), kib(r.quietPeak), r.restart.Round(time.Millisecond),
+		kib(r.loadPeak), kib(r.resyncPeak), kib(r.rebuildPeak), r.restart.Round(time.Millisecond),
 		float64(r.hit.Nanoseconds()), float64(r.miss.Nanoseconds()))
 }
 
