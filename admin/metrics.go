@@ -33,6 +33,8 @@ type collector struct {
 
 	accepted, open, conns, bytes, requests   *prometheus.Desc
 	rejections, connectFailures, connectTime *prometheus.Desc
+	connects, poolIdle, poolReuses           *prometheus.Desc
+	poolMisses, poolRetries                  *prometheus.Desc
 	limitHits, routes, routesDown            *prometheus.Desc
 	backendUp, backendActive                 *prometheus.Desc
 	redisConnected, redisAge, redisRoutes    *prometheus.Desc
@@ -40,6 +42,7 @@ type collector struct {
 	logDropped, logWritten                   *prometheus.Desc
 	linesDropped, linesSuppressed            *prometheus.Desc
 	down                                     routesDownCache
+	route                                    routeDescs
 }
 
 func newCollector(opts Options) *collector {
@@ -49,6 +52,7 @@ func newCollector(opts Options) *collector {
 	return &collector{
 		opts:            opts,
 		now:             time.Now,
+		route:           newRouteDescs(),
 		accepted:        d("connections_accepted_total", "Client connections accepted.", "listener"),
 		open:            d("connections_open", "Client connections currently open.", "listener"),
 		conns:           d("connections_total", "Client connections ended, by outcome.", "listener", "outcome"),
@@ -56,16 +60,22 @@ func newCollector(opts Options) *collector {
 		bytes:           d("bytes_total", "Bytes forwarded (up: client to backend), counted when a connection ends.", "listener", "direction"),
 		rejections:      d("rejections_total", "Connections rejected, by reason.", "reason"),
 		connectFailures: d("backend_connect_failures_total", "Failed backend connect attempts (each retry counts)."),
-		connectTime:     d("backend_connect_duration_seconds", "Time to connect to a backend (successful connects)."),
-		limitHits:       d("limit_hits_total", "Connections refused by a connection limit.", "limit"),
-		routes:          d("routes", "Route names in the current table."),
-		routesDown:      d("routes_down", "Route names none of whose backends is up."),
-		backendUp:       d("backend_up", "1 when the backend passes health checks and no peer marked it down.", "backend", "scheme"),
-		backendActive:   d("backend_active_connections", "Connections open to the backend.", "backend"),
-		redisConnected:  d("redis_connected", "1 when the Redis route source is connected."),
-		redisAge:        d("redis_last_sync_age_seconds", "Seconds since routes were last loaded from Redis (+Inf: never)."),
-		redisRoutes:     d("redis_routes", "Routes loaded from Redis."),
-		redisSkipped:    d("redis_skipped_routes", "Redis route entries skipped as invalid in the last sync."),
+		connects:        d("backend_connects_total", "New backend connections started."),
+		poolIdle:        d("backend_pool_idle", "Idle keep-alive connections to http:// backends in the pools."),
+		poolReuses:      d("backend_pool_reuses_total", "Requests sent over a pooled backend connection."),
+		poolMisses:      d("backend_pool_misses_total", "Requests that could use a pooled backend connection and found none idle."),
+		poolRetries: d("backend_pool_retries_total",
+			"Requests resent over a new connection after a pooled one was found closed before answering."),
+		connectTime:    d("backend_connect_duration_seconds", "Time to connect to a backend (successful connects)."),
+		limitHits:      d("limit_hits_total", "Connections refused by a connection limit.", "limit"),
+		routes:         d("routes", "Route names in the current table."),
+		routesDown:     d("routes_down", "Route names none of whose backends is up."),
+		backendUp:      d("backend_up", "1 when the backend passes health checks and no peer marked it down.", "backend", "scheme"),
+		backendActive:  d("backend_active_connections", "Connections open to the backend.", "backend"),
+		redisConnected: d("redis_connected", "1 when the Redis route source is connected."),
+		redisAge:       d("redis_last_sync_age_seconds", "Seconds since routes were last loaded from Redis (+Inf: never)."),
+		redisRoutes:    d("redis_routes", "Routes loaded from Redis."),
+		redisSkipped:   d("redis_skipped_routes", "Redis route entries skipped as invalid in the last sync."),
 		redisNotifications: d("redis_notifications",
 			"1 when Redis keyspace notifications are received (0: polling only)."),
 		logDropped: d("accesslog_dropped_total", "Access log records dropped because the queue was full."),
@@ -80,6 +90,7 @@ func newCollector(opts Options) *collector {
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.requests, c.rejections, c.connectFailures,
+		c.connects, c.poolIdle, c.poolReuses, c.poolMisses, c.poolRetries,
 		c.connectTime, c.limitHits, c.routes, c.routesDown, c.linesDropped, c.linesSuppressed} {
 		ch <- d
 	}
@@ -98,6 +109,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.logDropped
 		ch <- c.logWritten
 	}
+	c.describeRoutes(ch)
 }
 
 // Collect reads the current values.
@@ -125,6 +137,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejections, float64(st.Rejects[r].Load()), r.String())
 	}
 	counter(c.connectFailures, float64(st.ConnectFailures.Load()))
+	counter(c.connects, float64(st.BackendConnects.Load()))
+	gauge(c.poolIdle, float64(st.PoolIdle.Load()))
+	counter(c.poolReuses, float64(st.PoolReuses.Load()))
+	counter(c.poolMisses, float64(st.PoolMisses.Load()))
+	counter(c.poolRetries, float64(st.PoolRetries.Load()))
 	count, sum, buckets := st.ConnectLatency.Snapshot()
 	ch <- prometheus.MustNewConstHistogram(c.connectTime, count, sum, buckets)
 	for l := engine.Limit(0); l < engine.NumLimits; l++ {
@@ -160,6 +177,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.logWritten, float64(c.opts.AccessLog.Written()))
 		counter(c.linesDropped, float64(c.opts.AccessLog.Dropped()), "access")
 	}
+	c.collectRoutes(ch)
 }
 
 // collectHealth emits one backend_up per (address, scheme) and one

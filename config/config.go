@@ -42,6 +42,10 @@ type Timeouts struct {
 	Idle      time.Duration // without traffic in either direction
 	Shutdown  time.Duration // SIGTERM: how long open connections may finish (default 30s)
 	QUICIdle  time.Duration // quic flows without a datagram either way (default 30s)
+	// DrainGrace: on SIGTERM, how long a kept-alive http connection idle at
+	// that moment may still send a request (answered with Connection:
+	// close) before it is closed (default 1s).
+	DrainGrace time.Duration
 }
 
 // Limits bound per-connection resources.
@@ -64,6 +68,10 @@ const (
 	DefaultIdle           = 300 * time.Second
 	DefaultShutdown       = 30 * time.Second
 	DefaultQUICIdle       = 30 * time.Second // QUIC's common max_idle_timeout
+	DefaultDrainGrace     = time.Second
+	DefaultMaxIdle        = 32
+	DefaultKeepalive      = 15 * time.Second
+	MaxMaxIdle            = 1 << 16
 	DefaultMaxHeaderBytes = 16384
 	MinMaxHeaderBytes     = 1024
 	MaxMaxHeaderBytes     = 1 << 20
@@ -86,6 +94,11 @@ type Config struct {
 	Retries   int        // further backends tried after a failed connect (default 2; -1: none)
 	Admin     *Admin     // nil: no admin server
 	AccessLog *AccessLog // nil: no access log
+	// RouteMetrics: top routes by traffic in the metrics; nil: off.
+	RouteMetrics *RouteMetrics
+	// Keepalive is the default pool of idle connections to http://
+	// backends (routes may override it): per backend address and event loop.
+	Keepalive balancer.Reuse
 }
 
 // Admin configures the admin HTTP server (metrics, pprof, health, routes).
@@ -164,9 +177,11 @@ func Parse(data []byte, filename string) (*Config, error) {
 	}
 	p := parser{file: filename}
 	cfg := &Config{
-		Path:     filename,
-		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
-		Limits:   Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
+		Path: filename,
+		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown,
+			QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
+		Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
+		Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 	}
 	if err := p.config(&doc, cfg); err != nil {
 		return nil, err
@@ -343,7 +358,7 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 	}
 	var defaultNode, listenersNode *yaml.Node
 	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
-		"redis", "health", "retries", "admin", "access_log"}
+		"redis", "health", "retries", "admin", "access_log", "route_metrics", "keepalive"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -366,6 +381,10 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return p.admin(v, cfg)
 		case "access_log":
 			return p.accessLog(v, cfg)
+		case "route_metrics":
+			return p.routeMetrics(v, cfg)
+		case "keepalive":
+			return p.keepalive(v, key, &cfg.Keepalive)
 		case "retries":
 			n, err := p.integer(v, key)
 			if err != nil {
@@ -573,6 +592,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		return p.errorf(n, "routes", "want a mapping of route name to backend URLs, got %s", kindName(n))
 	}
 	seen := map[string]int{}
+	withMetrics := 0
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!null" {
@@ -590,8 +610,8 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		r := balancer.RouteSpec{Name: name}
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
-			var list *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health"}, func(key string, k, fv *yaml.Node) error {
+			var list, alpnNode *yaml.Node
+			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics", "alpn", "reuse", "keepalive"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -607,6 +627,25 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 					r.Balance = a
 				case "health":
 					return p.health(fv, path+".health", &r.Health)
+				case "metrics":
+					return p.routeMetricsFlag(fv, path+".metrics", &r, &withMetrics)
+				case "alpn":
+					alpnNode = fv
+					return p.alpn(fv, path+".alpn", &r)
+				case "reuse":
+					s, err := p.str(fv, path+".reuse")
+					if err != nil {
+						return err
+					}
+					switch s {
+					case "safe":
+					case "never":
+						r.Reuse.Never = true
+					default:
+						return p.errorf(fv, path+".reuse", "unknown value %q (want safe or never)", s)
+					}
+				case "keepalive":
+					return p.keepalive(fv, path+".keepalive", &r.Reuse)
 				}
 				return nil
 			})
@@ -615,6 +654,9 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 			}
 			if list == nil {
 				return p.errorf(v, path, "missing \"backends\"")
+			}
+			if alpnNode != nil && !hasTLSBackend(list) {
+				return p.errorf(alpnNode, path+".alpn", "needs tls:// URLs in backends too: they serve clients offering none of these protocols")
 			}
 			path += ".backends"
 			v = list
@@ -644,7 +686,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 }
 
 func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
-	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "quic_idle"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "quic_idle", "drain_grace"}, func(key string, k, v *yaml.Node) error {
 		d, err := p.duration(v, "timeouts."+key)
 		if err != nil {
 			return err
@@ -660,7 +702,31 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 			t.Shutdown = d
 		case "quic_idle":
 			t.QUICIdle = d
+		case "drain_grace":
+			t.DrainGrace = d
 		}
+		return nil
+	})
+}
+
+// keepalive reads the pool of idle http:// backend connections:
+// {max_idle: N, timeout: D}.
+func (p *parser) keepalive(n *yaml.Node, path string, r *balancer.Reuse) error {
+	return p.fields(n, path, []string{"max_idle", "timeout"}, func(key string, k, v *yaml.Node) error {
+		kp := path + "." + key
+		if key == "timeout" {
+			d, err := p.duration(v, kp)
+			r.IdleTimeout = d
+			return err
+		}
+		m, err := p.integer(v, kp)
+		if err != nil {
+			return err
+		}
+		if m < 1 || m > MaxMaxIdle {
+			return p.errorf(v, kp, "%d out of range 1..%d (reuse: never turns the pool off)", m, MaxMaxIdle)
+		}
+		r.MaxIdle = m
 		return nil
 	})
 }

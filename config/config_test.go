@@ -27,13 +27,15 @@ func TestLoadGood(t *testing.T) {
 				{Name: "app1.test", Backends: []string{"http://127.0.0.1:9001", "http://127.0.0.1:9002?weight=2", "tls://127.0.0.1:9443"}},
 				{Name: "*.apps.test", Backends: []string{"http://127.0.0.1:9003"}},
 			},
-			Default:  "app1.test",
-			Timeouts: Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
-			Limits:   Limits{MaxHeaderBytes: 16384},
+			Default:   "app1.test",
+			Timeouts:  Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
+			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
+			Limits:    Limits{MaxHeaderBytes: 16384},
 		}},
 		{"minimal.yaml", Config{
 			Listeners: []Listener{{Name: "web", Address: "127.0.0.1:8080", Protocol: "http", Line: 2}},
-			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
+			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
+			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
 			Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 		}},
 		{"full.yaml", Config{
@@ -45,10 +47,11 @@ func TestLoadGood(t *testing.T) {
 				{Name: "shop.example", Backends: []string{"tls://[::1]:9443?weight=3&proxy=v2", "tls://backend.internal?drain=1", "http://backend.internal:8080?proxy=v1"}},
 				{Name: "*.example", Backends: []string{"tls://[::1]:9443?weight=3&proxy=v2"}},
 			},
-			Default:  "shop.example",
-			Timeouts: Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
-			Limits:   Limits{MaxHeaderBytes: 65536},
-			Loops:    4,
+			Default:   "shop.example",
+			Timeouts:  Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle, DrainGrace: DefaultDrainGrace},
+			Keepalive: balancer.Reuse{MaxIdle: DefaultMaxIdle, IdleTimeout: DefaultKeepalive},
+			Limits:    Limits{MaxHeaderBytes: 65536},
+			Loops:     4,
 		}},
 	}
 	for _, tc := range tests {
@@ -91,7 +94,7 @@ func TestDemo(t *testing.T) {
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
 		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
 		{"unknown_default.yaml", `testdata/unknown_default.yaml:5: default: route "app2.test" is not defined in routes`},
@@ -133,8 +136,10 @@ func TestParseBad(t *testing.T) {
 		{"empty listeners", "listeners: []\n", `1: listeners: no listeners`},
 		{"null listeners", "listeners:\n", `1: listeners: no listeners`},
 		{"duplicate key", head + "loops: 1\nloops: 2\n", `4: loops: duplicate key (first at line 3)`},
-		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
-		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log)`},
+		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
+		{"bad reuse", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: always\n", `6: routes["a.test"].reuse: unknown value "always" (want safe or never)`},
+		{"zero max_idle", head + "keepalive: {max_idle: 0}\n", `3: keepalive.max_idle: 0 out of range 1..65536 (reuse: never turns the pool off)`},
+		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"complex key", head + "? [a]\n: 1\n", `3: want a key, got a list`},
 
 		// listeners
@@ -179,7 +184,7 @@ func TestParseBad(t *testing.T) {
 		{"default null", head + "default:\n", `3: default: want a string, got nothing`},
 
 		// timeouts
-		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown, quic_idle)`},
+		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown, quic_idle, drain_grace)`},
 		{"timeout no unit", head + "timeouts:\n  idle: 300\n", `4: timeouts.idle: invalid duration "300" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout garbage", head + "timeouts:\n  connect: soon\n", `4: timeouts.connect: invalid duration "soon" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout zero", head + "timeouts:\n  connect: 0s\n", `4: timeouts.connect: duration "0s" must be positive`},
@@ -200,6 +205,12 @@ func TestParseBad(t *testing.T) {
 		{"loops string", head + "loops: many\n", `3: loops: want an integer, got "many"`},
 		{"loops quoted", head + "loops: '4'\n", `3: loops: want an integer, got "4"`},
 		{"loops overflow", head + "loops: 99999999999999999999\n", `3: loops: want an integer, got "99999999999999999999"`},
+
+		// per-route metrics
+		{"metrics not bool", head + "routes:\n  a.test: {metrics: yes please, backends: [http://127.0.0.1:1]}\n", `4: routes["a.test"].metrics: want true or false, got "yes please"`},
+		{"route_metrics no top", head + "route_metrics: {window: 1m}\n", `3: route_metrics: missing "top" (how many routes to keep, 1..100)`},
+		{"route_metrics top too big", head + "route_metrics: {top: 101}\n", `3: route_metrics.top: 101 out of range 1..100`},
+		{"route_metrics short window", head + "route_metrics: {top: 5, window: 10ms}\n", `3: route_metrics.window: 10ms is shorter than 1s`},
 
 		// YAML syntax
 		{"bad indentation", head + "routes:\n  a.test:\n    - x\n   - y\n", `6: did not find expected key`},
@@ -237,11 +248,16 @@ func TestParseGood(t *testing.T) {
 		check      func(*Config) bool
 	}{
 		{"defaults", head, func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second, 30 * time.Second} &&
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second, 30 * time.Second, time.Second} &&
+				c.Keepalive == balancer.Reuse{MaxIdle: 32, IdleTimeout: 15 * time.Second} &&
 				c.Limits.MaxHeaderBytes == 16384 && c.Loops == 0 && c.Default == "" && c.Routes == nil
 		}},
 		{"partial timeouts keep defaults", head + "timeouts: {idle: 1m}\n", func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second, 30 * time.Second}
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second, 30 * time.Second, time.Second}
+		}},
+		{"keepalive", head + "keepalive: {max_idle: 4, timeout: 5s}\ntimeouts: {drain_grace: 300ms}\nroutes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: never\n  b.test:\n    backends: [http://127.0.0.1:2]\n    keepalive: {max_idle: 2}\n", func(c *Config) bool {
+			return c.Keepalive == balancer.Reuse{MaxIdle: 4, IdleTimeout: 5 * time.Second} && c.Timeouts.DrainGrace == 300*time.Millisecond &&
+				c.Routes[0].Reuse == balancer.Reuse{Never: true} && c.Routes[1].Reuse == balancer.Reuse{MaxIdle: 2}
 		}},
 		{"limit bounds", head + "limits: {max_header_bytes: 1024}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1024 }},
 		{"limit hex", head + "limits: {max_header_bytes: 0x100000}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1<<20 }},
@@ -252,6 +268,10 @@ func TestParseGood(t *testing.T) {
 			}},
 		{"quoted query in flow list", head + "routes:\n  a.test: [\"tls://127.0.0.1:1?proxy=v2\", 'tls://127.0.0.1:2?weight=3']\n", func(c *Config) bool {
 			return len(c.Routes) == 1 && c.Routes[0].Backends[0] == "tls://127.0.0.1:1?proxy=v2" && c.Routes[0].Backends[1] == "tls://127.0.0.1:2?weight=3"
+		}},
+		{"per-route metrics", head + "routes:\n  a.test: {metrics: true, backends: [http://127.0.0.1:1]}\n  b.test: [http://127.0.0.1:2]\nroute_metrics: {top: 10}\n", func(c *Config) bool {
+			return c.Routes[0].Metrics && !c.Routes[1].Metrics && c.RouteMetrics != nil &&
+				*c.RouteMetrics == RouteMetrics{Top: 10, Window: time.Minute, Queue: 65536}
 		}},
 		{"wildcard default", head + "routes: {'*.a.test': [http://127.0.0.1:1]}\ndefault: '*.A.test.'\n", func(c *Config) bool { return c.Default == "*.a.test" }},
 		{"ipv6 listeners", "listeners:\n  - {name: a, address: '[::1]:8080', protocol: http}\n  - {name: b, address: '[::]:8443', protocol: tls}\n  - {name: c, address: '[::ffff:127.0.0.1]:1', protocol: tls}\n",

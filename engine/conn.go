@@ -24,6 +24,7 @@ const (
 	stConnecting       // backend: non-blocking connect in progress
 	stForward          // both: bytes flow to the peer
 	stLinger           // client: error answer sent, draining input before close
+	stPooled           // backend: idle in its loop's keep-alive pool, no client
 )
 
 // Connection flags.
@@ -41,6 +42,9 @@ const (
 	fExamined                      // client: its first bytes were parsed once (later reads only search for the head's end)
 	fOutArmed                      // registered for EPOLLOUT (backends from the start, clients after a short write)
 	fConnErr                       // EPOLLERR was reported (a failed connect)
+	fFresh                         // client: its request must go over a new backend connection
+	fReused                        // backend: taken from the pool for the current request
+	fInflight                      // backend: counted in its backend's Active (a request is in flight)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend

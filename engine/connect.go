@@ -24,20 +24,33 @@ func (l *loop) connectNext(c *conn) {
 			break
 		}
 		c.tries++
+		if bc := l.takePooled(c, b); bc != nil {
+			l.pair(c, bc, b)
+			l.forwardFirst(bc)
+			return
+		}
 		bc, err := l.dial(c, b)
 		if err != nil {
 			l.dialFailed(c, b, err)
 			continue
 		}
-		b.Acquire()
-		bc.backend = b
+		l.e.stats.BackendConnects.Add(1)
 		bc.active = nanotime() // connect start, for the latency histogram
-		bc.peer = c
-		c.peer = bc
-		c.backend = b
+		l.pair(c, bc, b)
 		return
 	}
 	l.reject(c, rejNoBackend, nil, nil)
+}
+
+// pair makes backend connection bc to b the peer of client c; b counts it
+// in its active requests.
+func (l *loop) pair(c, bc *conn, b *balancer.Backend) {
+	b.Acquire()
+	bc.flags |= fInflight
+	bc.backend = b
+	bc.peer = c
+	c.peer = bc
+	c.backend = b
 }
 
 // dial starts a non-blocking connect to b for client c on the loop;
@@ -90,9 +103,15 @@ func (l *loop) connected(bc *conn) {
 		l.connectFailed(bc, err)
 		return
 	}
-	c := bc.peer
 	bc.backend.ConnectSucceeded()
 	l.e.stats.ConnectLatency.Observe(time.Duration(nanotime() - bc.active))
+	l.forwardFirst(bc)
+}
+
+// forwardFirst starts forwarding over a connected (or pooled) backend
+// connection: the client's buffered bytes go first.
+func (l *loop) forwardFirst(bc *conn) {
+	c := bc.peer
 	l.setList(bc, listNone)
 	bc.state = stForward
 	c.state = stForward
@@ -192,20 +211,38 @@ var errClosedBeforeAnswer = errors.New("closed the connection before answering")
 // connect succeeded.
 func (l *loop) canReplay(bc *conn) bool {
 	c := bc.peer
-	return bc.kind == kindBackend && c != nil && c.first != nil && c.flags&fReplay != 0 &&
-		c.bytesDown == 0 && c.state == stForward && c.tries <= l.e.opts.Retries
+	if bc.kind != kindBackend || c == nil || c.first == nil || c.flags&fReplay == 0 || c.state != stForward {
+		return false
+	}
+	answerAt := int64(0) // c.bytesDown when the replayable request went out
+	if c.h != nil {
+		answerAt = c.h.downAtHead
+	}
+	return c.bytesDown == answerAt && (c.tries <= l.e.opts.Retries || bc.flags&fReused != 0)
 }
 
 // replay sends c's first bytes to another backend after bc failed before
 // answering, as if its connect had failed: the client never notices.
 func (l *loop) replay(c, bc *conn, cause error) {
-	c.bytesUp = 0
+	c.bytesUp -= int64(len(c.first.B))
 	if c.h != nil {
 		l.putHTTP(c.h)
 		c.h = l.getHTTP()
 	}
 	c.state = stWaitPeer
 	l.setList(c, listNone)
+	if bc.flags&fReused != 0 {
+		// A pooled connection the backend had closed in the same instant
+		// (its keep-alive timeout): not a backend failure, and not one of
+		// the client's tries. The request goes over a new connection.
+		l.e.stats.PoolRetries.Add(1)
+		c.tries--
+		c.flags |= fFresh
+		l.closeConn(bc)
+		c.backend = nil
+		l.connectNext(c)
+		return
+	}
 	l.retryElsewhere(c, bc, "backend failed before answering; trying another", cause)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
 	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/routetop"
 )
 
 // ListenerSpec describes one listening address.
@@ -77,6 +78,20 @@ type Options struct {
 	AccessLog *accesslog.Log
 
 	QUIC QUICOptions // quic listeners
+
+	// RouteTop, if set, is told each routed connection's name and bytes
+	// when it ends (top routes by traffic).
+	RouteTop *routetop.Top
+
+	// The keep-alive pool of http:// backend connections (routes may
+	// override both): idle connections kept per backend address and loop
+	// (default 32), and how long one may stay idle (default 15s).
+	PoolMaxIdle     int
+	PoolIdleTimeout time.Duration
+	// DrainGrace is how long a kept-alive http client connection that is
+	// idle when Shutdown starts may still send a request (answered with
+	// Connection: close) before it is closed (default 1s).
+	DrainGrace time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -104,6 +119,15 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.Default()
 	}
 	o.QUIC.setDefaults()
+	if o.PoolMaxIdle <= 0 {
+		o.PoolMaxIdle = DefaultPoolMaxIdle
+	}
+	if o.PoolIdleTimeout <= 0 {
+		o.PoolIdleTimeout = DefaultPoolIdleTimeout
+	}
+	if o.DrainGrace <= 0 {
+		o.DrainGrace = DefaultDrainGrace
+	}
 }
 
 // Engine is a set of event loops serving the same listeners.
@@ -123,6 +147,8 @@ type Engine struct {
 	stopTick chan struct{}
 	closed   atomic.Bool
 	draining atomic.Bool
+
+	drainStart atomic.Int64 // unix nanoseconds when Shutdown began
 }
 
 // New validates opts and binds every listener on every loop. Call Start to serve.
@@ -230,7 +256,11 @@ func (e *Engine) Start() {
 // client's next request on a kept-alive connection is not forwarded (the
 // connection closes after the current answer and the client reconnects).
 func (e *Engine) Shutdown(ctx context.Context) error {
-	if e.closed.Load() || !e.draining.CompareAndSwap(false, true) {
+	if e.closed.Load() || e.draining.Load() {
+		return e.Close()
+	}
+	e.drainStart.Store(time.Now().UnixNano()) // before draining is seen
+	if !e.draining.CompareAndSwap(false, true) {
 		return e.Close()
 	}
 	// A loop that has exited (its poller failed) never runs the task: skip

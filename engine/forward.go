@@ -13,6 +13,10 @@ import (
 // control), or src's read budget for this turn is spent.
 func (l *loop) pump(src *conn) {
 	dst := src.peer
+	if dst == nil && src.h != nil {
+		l.detachedRead(src)
+		return
+	}
 	for i := 0; ; i++ {
 		if dst == nil || dst.pend != nil || src.flags&fReadReady == 0 || src.flags&fReadEOF != 0 {
 			return
@@ -51,7 +55,10 @@ func (l *loop) pump(src *conn) {
 					l.backendAnswered(dst, l.buf[:n])
 				}
 				if h.mode == httpFraming || h.mode == httpStopped {
-					l.followAnswers(dst, l.buf[:n])
+					if !l.downHTTP(dst, src, l.buf[:n]) {
+						return
+					}
+					continue
 				}
 			}
 			if !l.send(dst, l.buf[:n]) {
@@ -68,6 +75,13 @@ func (l *loop) pump(src *conn) {
 		if n == 0 {
 			if l.canReplay(src) {
 				l.replay(dst, src, errClosedBeforeAnswer)
+				return
+			}
+			if src.kind == kindBackend && dst.h != nil && idleHTTP(dst) && dst.h.mode == httpFraming {
+				// The backend closed a kept-alive connection between
+				// requests (its idle timeout): the client's connection
+				// stays; its next request gets another backend connection.
+				l.closeConn(src)
 				return
 			}
 			src.flags = src.flags&^fReadReady | fReadEOF
@@ -162,11 +176,15 @@ func (l *loop) flush(dst *conn) {
 	dst.pend = nil
 	dst.pendOff = 0
 	src := dst.peer
+	if src == nil {
+		l.afterAnswers(dst) // an http client whose backend connection was given back
+		return
+	}
 	if src.flags&fReadEOF != 0 {
 		l.passFIN(dst)
 		return
 	}
-	if src.h != nil && src.h.mode == httpStopped {
+	if src.h != nil && src.h.mode == httpStopped && !src.h.hold {
 		l.shutWrite(dst) // dst is the backend: the last request it gets is out
 		return
 	}
@@ -176,6 +194,9 @@ func (l *loop) flush(dst *conn) {
 // passFIN passes the end of dst's peer's stream on to dst, once every byte
 // before it reached dst.
 func (l *loop) passFIN(dst *conn) {
+	if dst.kind == kindBackend && l.holdFIN(dst) {
+		return
+	}
 	if dst.h != nil && (dst.h.mode == httpStopped || dst.h.mode == httpAwait101) {
 		l.finishStopped(dst)
 		return
@@ -253,7 +274,10 @@ func (l *loop) closeConn(c *conn) {
 	if c.h != nil {
 		l.putHTTP(c.h)
 	}
-	if c.kind == kindBackend && c.backend != nil {
+	if c.state == stPooled {
+		l.unpool(c)
+	}
+	if c.flags&fInflight != 0 {
 		c.backend.Release()
 	}
 	if c.flags&fCounted != 0 {
@@ -284,6 +308,14 @@ func (l *loop) ended(c *conn) {
 	ls.Outcomes[o].Add(1)
 	ls.BytesUp.Add(c.bytesUp)
 	ls.BytesDown.Add(c.bytesDown)
+	if p := c.pool; p != nil { // routed: counted per route whatever the outcome
+		if p.Stats != nil {
+			p.Stats.Ended(c.bytesUp, c.bytesDown)
+		}
+		if t := l.e.opts.RouteTop; t != nil {
+			t.Observe(p.Name, c.bytesUp, c.bytesDown)
+		}
+	}
 	if al := l.alog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{

@@ -13,14 +13,32 @@ import (
 	"github.com/portier/portier/internal/testutil"
 )
 
+// TestClientHalfCloseStillGetsWholeResponse: a client that shuts its write
+// side after a complete request gets the whole answer, and the backend sees
+// no FIN while it owes that answer (a Go backend would cancel the request).
 func TestClientHalfCloseStillGetsWholeResponse(t *testing.T) {
-	// The backend answers only after the request stream ended (EOF).
+	early := make(chan bool, 1)
 	be := testutil.RawBackend(t, func(c *net.TCPConn) {
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, err := io.ReadAll(c)
-		if err != nil {
+		br := bufio.NewReader(c)
+		var req []byte // the head as it came, then the 5 body bytes
+		for !bytes.HasSuffix(req, []byte("\r\n\r\n")) {
+			line, err := br.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			req = append(req, line...)
+		}
+		reqBody := make([]byte, 5)
+		if _, err := io.ReadFull(br, reqBody); err != nil {
 			return
 		}
+		// Had portier passed the client's FIN on, it would be here by now.
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, err := br.ReadByte()
+		early <- err == io.EOF
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		req = append(req, reqBody...)
 		resp := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
 		c.Write(req)
@@ -42,6 +60,9 @@ func TestClientHalfCloseStillGetsWholeResponse(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("read: %v", err)
+	}
+	if <-early {
+		t.Fatal("the backend got the client's FIN before it answered")
 	}
 	// The backend echoes the request as it got it: with forwarding headers.
 	head, body, _ := strings.Cut(req, "\r\n\r\n")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -58,6 +59,21 @@ type httpConn struct {
 	rcarry  []byte               // an answer head or chunk line split across reads
 	inBody  bool
 	lost    bool // answers could not be followed: never taken for idle
+
+	// hold: in httpStopped, wait for the answers owed (the backend's write
+	// side stays open: a Go backend cancels a request whose client sent a
+	// FIN), then give the backend connection back and go on (afterAnswers).
+	hold bool
+	// closing: the client's connection closes after the last answer owed,
+	// which says Connection: close (the client asked for it, or portier
+	// is shutting down); no request after it is forwarded.
+	closing bool
+	// switching: carry starts with a request for another route, sent
+	// once the answers owed are complete.
+	switching bool
+	// noReuse: something sent or answered over the backend connection
+	// (an Upgrade, close semantics) forbids pooling it.
+	noReuse bool
 }
 
 func (l *loop) getHTTP() *httpConn {
@@ -226,14 +242,34 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 		switch step {
 		case parser.StepHead:
 			hd := &h.fr.Head
-			if !l.sameRoute(c, hd.Host) || l.e.draining.Load() && h.sent > 0 {
-				// Never send a request for another name to this pool's backends
-				// (nor a later request while shutting down): let the current answer
-				// finish, then close; the client retries on a new connection,
-				// which is routed afresh (or reaches the new process).
+			if h.closing {
+				// After a request that closes the connection nothing more
+				// is forwarded (RFC 9112 9.6).
 				l.stopHTTP(c, nil, nil)
 				rest = nil
 				continue
+			}
+			if !l.sameRoute(c, hd.Host) {
+				// Never send a request for another name to this pool's
+				// backends: it waits until the answers owed are complete,
+				// then is routed afresh (switching).
+				h.fr.Reset()
+				l.stopHTTP(c, nil, nil)
+				h.switching = true
+				continue
+			}
+			if !hd.KeepAlive || l.e.draining.Load() {
+				h.closing = true // its answer says close
+			}
+			// A request's Connection header is the client's business: it is
+			// removed (rewriteHead) and the backend connection stays
+			// reusable unless the backend's answer says close.
+			if hd.Upgrade {
+				h.noReuse = true
+			}
+			if bc.flags&fInflight == 0 {
+				bc.backend.Acquire()
+				bc.flags |= fInflight
 			}
 			out = l.rewriteHead(c, out, rest[:n], hd)
 			h.downAtHead = c.bytesDown
@@ -272,8 +308,13 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	if len(out) > 0 && !l.sendOrdered(bc, out) {
 		return out, false
 	}
-	if h.mode == httpStopped && bc.pend == nil {
-		l.shutWrite(bc)
+	if h.mode == httpStopped {
+		if !h.hold && bc.pend == nil {
+			l.shutWrite(bc)
+		} else if h.hold && h.pending == 0 {
+			l.answersDone(c)
+			return out, false
+		}
 	}
 	return out, true
 }
@@ -306,6 +347,9 @@ func (l *loop) sameRoute(c *conn, host []byte) bool {
 func (l *loop) stopHTTP(c *conn, r *rejection, cause error) {
 	h := c.h
 	h.mode = httpStopped
+	// Wait for the answers owed when they can be followed and the
+	// request stream is at a boundary; otherwise the backend gets the FIN.
+	h.hold = !h.lost
 	if r != nil {
 		h.reject = r
 		l.e.stats.Rejected.Add(1)
@@ -380,7 +424,7 @@ func (l *loop) rewriteHead(c *conn, out, head []byte, hd *parser.FramedHead) []b
 	on &^= c.ln.spec.NoForward
 	trusted := c.flags&fTrusted != 0
 	var hasProto, hasPort bool
-	at := hd.Start
+	drops := l.drops[:0]
 	for i := 0; i < hd.NDrop; i++ {
 		var drop bool
 		switch hd.DropKind[i] {
@@ -398,12 +442,33 @@ func (l *loop) rewriteHead(c *conn, out, head []byte, hd *parser.FramedHead) []b
 			hasPort = true
 		}
 		if drop {
-			d := hd.Drop[i]
-			out = append(out, head[at:d[0]]...)
-			at = d[1]
+			drops = append(drops, hd.Drop[i])
 		}
 	}
+	if !hd.KeepAlive || hd.Minor == 0 {
+		// Connection: close and its kind are about the client's connection
+		// (RFC 9110 7.6.1); the backend connection stays reusable: an
+		// HTTP/1.1 request says nothing, an HTTP/1.0 one asks for
+		// keep-alive (a backend that cannot keep it answers with close).
+		n := len(drops)
+		drops = parser.AppendHopLines(drops, head, hd)
+		if n > 0 && len(drops) > n {
+			slices.SortFunc(drops, func(a, b [2]int) int { return a[0] - b[0] })
+		}
+	}
+	l.drops = drops
+	at := hd.Start
+	for _, d := range drops {
+		if d[0] < at {
+			continue // a forwarding header also named in Connection
+		}
+		out = append(out, head[at:d[0]]...)
+		at = d[1]
+	}
 	out = append(out, head[at:hd.HeadersEnd]...)
+	if hd.Minor == 0 {
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
 	ip := c.remote.Addr().Unmap()
 	if on&FwdXFF != 0 {
 		out = append(out, "X-Forwarded-For: "...)
@@ -487,69 +552,6 @@ func (l *loop) writeAll(c *conn, b []byte) {
 	}
 }
 
-// followAnswers reads the backend's bytes on their way to the client c to
-// count complete answers. Anything it cannot follow (a body delimited by the
-// close, a malformed head, bytes nobody asked for) marks the connection lost:
-// it is then never taken for idle.
-func (l *loop) followAnswers(c *conn, data []byte) {
-	h := c.h
-	if h.lost {
-		return
-	}
-	if len(h.rcarry) > 0 {
-		h.rcarry = append(h.rcarry, data...)
-		data = h.rcarry
-	}
-	for len(data) > 0 {
-		if h.inBody {
-			_, n, err := h.rfr.Next(data, 0)
-			if err == parser.ErrNeedMore {
-				break // a chunk line continues in the next read
-			}
-			if err != nil {
-				h.lost = true
-				return
-			}
-			data = data[n:]
-			if h.rfr.AtBoundary() {
-				h.inBody = false
-				h.answered()
-			}
-			continue
-		}
-		if h.pending == 0 {
-			h.lost = true
-			return
-		}
-		var rh parser.ResponseHead
-		err := parser.ParseResponseHead(data, l.e.opts.MaxHeaderBytes, &rh)
-		if err == parser.ErrNeedMore {
-			break
-		}
-		if err != nil || rh.Status == 101 {
-			h.lost = true // 101: the connection becomes a tunnel
-			return
-		}
-		data = data[rh.HeadLen:]
-		switch {
-		case rh.Status < 200: // interim: the final answer follows
-		case h.heads&1 != 0 || rh.BodyKind == parser.BodyNone || rh.BodyKind == parser.BodyLength && rh.ContentLength == 0:
-			h.answered()
-		case rh.BodyKind == parser.BodyUntilClose:
-			h.lost = true
-			return
-		default:
-			h.rfr.BeginBody(rh.BodyKind, rh.ContentLength)
-			h.inBody = true
-		}
-	}
-	if len(data) > l.e.opts.MaxHeaderBytes {
-		h.lost = true
-		data = nil
-	}
-	l.keep(&h.rcarry, data)
-}
-
 // keep stores rest, the unprocessed tail of bytes that were either fresh
 // or *buf itself, in the pooled buffer *buf (released when rest is empty).
 func (l *loop) keep(buf *[]byte, rest []byte) {
@@ -580,5 +582,5 @@ func idleHTTP(c *conn) bool {
 	h := c.h
 	return h != nil && h.mode == httpFraming && !h.lost && h.pending == 0 && !h.inBody &&
 		len(h.rcarry) == 0 && h.fr.AtBoundary() && len(h.carry) == 0 &&
-		c.pend == nil && c.peer != nil && c.peer.pend == nil
+		c.pend == nil && (c.peer == nil || c.peer.pend == nil)
 }

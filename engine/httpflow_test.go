@@ -82,3 +82,46 @@ func BenchmarkRewriteHead(b *testing.B) {
 		out = l.rewriteHead(c, out[:0], head, &f.Head)
 	}
 }
+
+// TestRewriteHeadHopByHop: a request that closes its connection, and any
+// HTTP/1.0 request, loses its hop-by-hop lines; HTTP/1.0 asks the backend
+// for keep-alive. A kept-alive HTTP/1.1 request keeps its Connection line.
+func TestRewriteHeadHopByHop(t *testing.T) {
+	const fwd = "X-Forwarded-For: 2001:db8::7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\n"
+	tests := []struct{ name, head, want string }{
+		{"close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-A\r\nX-A: 1\r\nX-Forwarded-For: 6.6.6.6\r\nB: 2\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\n" + fwd},
+		{"close names a forwarding header", "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close, X-Forwarded-For\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: a\r\n" + fwd},
+		{"1.0", "GET / HTTP/1.0\r\nHost: a\r\nKeep-Alive: 300\r\n\r\n",
+			"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n" + fwd},
+		{"1.1 keep-alive", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n" + fwd},
+	}
+	for _, tt := range tests {
+		l, c := rewriteFixture(FwdForwarded, false)
+		var f parser.RequestFramer
+		if step, n, err := f.Next([]byte(tt.head), 0); err != nil || step != parser.StepHead || n != len(tt.head) {
+			t.Fatalf("%s: framer: %v %v %d", tt.name, step, err, n)
+		}
+		if got := string(l.rewriteHead(c, nil, []byte(tt.head), &f.Head)); got != tt.want+"\r\n" {
+			t.Errorf("%s: got\n%q\nwant\n%q", tt.name, got, tt.want+"\r\n")
+		}
+	}
+	head := []byte("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n")
+	l, c := rewriteFixture(0, false)
+	var f parser.RequestFramer
+	out := make([]byte, 0, 1024)
+	for range 2 { // the first call sizes the loop's scratch
+		f.Reset()
+		_, _, _ = f.Next(head, 0)
+		out = l.rewriteHead(c, out[:0], head, &f.Head)
+	}
+	if n := testing.AllocsPerRun(200, func() {
+		f.Reset()
+		_, _, _ = f.Next(head, 0)
+		out = l.rewriteHead(c, out[:0], head, &f.Head)
+	}); n != 0 {
+		t.Fatalf("rewriting a head that says close allocates %.1f times", n)
+	}
+}

@@ -146,10 +146,19 @@ func TestShutdownLetsResponsesFinish(t *testing.T) {
 	if err != nil || string(body) != "part one,part two" {
 		t.Fatalf("body %q (%v)", body, err)
 	}
-	// The kept-alive connection's next request is not forwarded: it closes.
+	// The kept-alive connection's next request (within the drain grace) is
+	// answered with Connection: close, then the connection closes.
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: slow.test\r\n\r\n")
-	if rest, _ := io.ReadAll(br); len(rest) != 0 {
-		t.Fatalf("after shutdown began, a new request got %q", rest)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("request after shutdown began: %v", err)
+	}
+	body, err = io.ReadAll(resp.Body)
+	if err != nil || string(body) != "part one,part two" || !resp.Close {
+		t.Fatalf("answer while draining: %q (%v), close %v", body, err, resp.Close)
+	}
+	if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+		t.Fatalf("after the answer that said close: %q (%v), want a clean close", rest, err)
 	}
 	select {
 	case err := <-done:

@@ -62,6 +62,7 @@ type loop struct {
 	hello parser.ClientHello
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
+	drops [][2]int             // lines of the head being rewritten that are dropped
 
 	httpFree []*httpConn
 	rec      accesslog.Record    // scratch for the access log (copied by Log)
@@ -69,6 +70,12 @@ type loop struct {
 	ev       *eventlog.Producer  // this loop's event log queue
 	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
+
+	// The backend keep-alive pool (backendpool.go).
+	idle       map[string]*idleBucket // by Backend.AddrText
+	pooledList list                   // every pooled connection, in parking order
+	poolMin    int64                  // the shortest idle timeout of a connection parked on this loop
+	poolTicks  int
 
 	sa     rawsock.Sockaddr // a backend's address, for connect
 	src    rawsock.Sockaddr // a client's address, for source=client's bind
@@ -102,6 +109,9 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
+	l.pooledList.init(listPooled)
+	l.idle = make(map[string]*idleBucket)
+	l.drops = make([][2]int, 0, 16)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
 	l.unlimitTask = func(any) error { l.unlimit(); return nil }
@@ -225,6 +235,8 @@ func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		}
 	case stLinger:
 		l.lingerRead(c)
+	case stPooled:
+		l.pooledEvent(c)
 	case stWaitPeer:
 		// The client waits for its backend to connect; its bytes stay in the
 		// socket (flow control) until then.

@@ -23,6 +23,13 @@ type Stats struct {
 	ConnectLatency Histogram
 	// Limited counts connections refused by a connection limit.
 	Limited [NumLimits]atomic.Int64
+
+	// The backend keep-alive pool.
+	BackendConnects atomic.Int64 // new backend connections opened (connects started)
+	PoolIdle        atomic.Int64 // idle connections in the pools now
+	PoolReuses      atomic.Int64 // requests sent over a pooled connection
+	PoolMisses      atomic.Int64 // requests that could use a pooled connection and found none
+	PoolRetries     atomic.Int64 // requests resent over a new connection after a pooled one died before answering
 }
 
 // ListenerStats are one listener's counters.

@@ -15,6 +15,7 @@ const (
 	listConnect
 	listIdle
 	listLinger
+	listPooled
 )
 
 type list struct {
@@ -60,6 +61,8 @@ func (l *loop) listOf(id uint8) *list {
 		return &l.idles
 	case listLinger:
 		return &l.lingers
+	case listPooled:
+		return &l.pooledList
 	}
 	return nil
 }
@@ -101,7 +104,8 @@ func (l *loop) sweep() {
 		l.closeConn(c)
 	}
 	l.quicSweep()
-	if l.e.draining.Load() {
+	l.sweepPool()
+	if l.e.draining.Load() && l.now-l.e.drainStart.Load() >= int64(o.DrainGrace) {
 		l.closeIdleHTTP()
 	}
 	l.ev.Tick(time.Unix(0, l.now))
@@ -115,13 +119,17 @@ func (l *loop) sweep() {
 
 var errConnectTimeout = errors.New("connect timeout")
 
-// closeIdleHTTP runs while shutting down: kept-alive http connections
-// between requests (every answer complete) are closed, as nginx and HAProxy
-// do on a graceful stop; waiting for them would hold the shutdown until its
-// timeout. The client opens a new connection (to the new process, in a
-// restart) for its next request.
+// closeIdleHTTP runs while shutting down, once the drain grace has passed:
+// kept-alive http connections between requests (every answer complete) and
+// quiet for the grace too are closed, as nginx and HAProxy do on a graceful
+// stop; waiting for them would hold the shutdown until its timeout. A
+// request that was on its way meanwhile got an answer saying close. The
+// client opens a new connection (to the new process, in a restart) for its
+// next request.
 func (l *loop) closeIdleHTTP() {
-	for c := l.idles.head; c != nil; {
+	grace := int64(l.e.opts.DrainGrace)
+	// The list is in order of last activity: the rest was active since.
+	for c := l.idles.head; c != nil && l.now-c.since >= grace; {
 		next := c.next
 		if idleHTTP(c) {
 			c.outcome = OutcomeShutdown

@@ -1,10 +1,11 @@
 package parser
 
-// Response heads: the engine follows a backend's answers only to know when
-// the last one is complete (so that a kept-alive connection can be closed
-// between requests on shutdown). It never rewrites them, so this parser is
-// lenient where the request side is strict, and reports what it cannot
-// follow as ErrMalformed: the caller then stops tracking that connection.
+// Response heads: the engine follows a backend's answers to know when each
+// one is complete (to pool the backend connection, or close a kept-alive
+// client connection between requests) and rewrites a head only to make it
+// say "Connection: close". This parser is lenient where the request side is
+// strict, and reports what it cannot follow as ErrMalformed: the caller then
+// stops tracking that connection.
 
 // BodyUntilClose is a response body delimited by the end of the connection.
 const BodyUntilClose uint8 = 3
@@ -15,6 +16,19 @@ type ResponseHead struct {
 	HeadLen       int   // bytes of the head, final CRLF included
 	BodyKind      uint8 // BodyNone, BodyLength, BodyChunked or BodyUntilClose
 	ContentLength int64 // for BodyLength
+	Minor         int   // HTTP/1.<Minor>
+	// Close: the backend ends the connection after this answer (Connection:
+	// close, or HTTP/1.0 without Connection: keep-alive).
+	Close bool
+	// HeadersEnd is the index of the final CRLF: a header line inserted
+	// there is the head's last.
+	HeadersEnd int
+	// Hop[:NHop] are the [start,end) ranges (CRLF included) of the
+	// Connection, Keep-Alive and Proxy-Connection lines, which describe the
+	// backend's connection and are dropped when the head is rewritten
+	// (RFC 9110 7.6.1); more than len(Hop) such lines is malformed.
+	Hop  [4][2]int
+	NHop int
 }
 
 var errResponse = &frameError{kind: ErrMalformed, msg: "parse response: malformed head"}
@@ -41,7 +55,7 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 	}
 	*h = ResponseHead{HeadLen: end}
 	// "HTTP/1.x NNN"
-	if end < 14 || string(b[:7]) != "HTTP/1." || b[8] != ' ' {
+	if end < 14 || string(b[:7]) != "HTTP/1." || b[7] < '0' || b[7] > '9' || b[8] != ' ' {
 		return errResponse
 	}
 	for _, c := range b[9:12] {
@@ -53,7 +67,10 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 	if h.Status < 100 {
 		return errResponse
 	}
+	h.Minor = int(b[7] - '0')
+	h.HeadersEnd = end - 2
 	chunked, hasLength := false, false
+	connClose, connKeep := false, false
 	line := 0
 	for i := 0; i < end; i++ {
 		if b[i] != '\n' {
@@ -79,7 +96,18 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 			continue // the final empty line, or a line we need not understand
 		}
 		name, val := f[:colon], trimOWS(f[colon+1:])
+		hop := false
 		switch {
+		case frameEqualFold(name, "connection"):
+			hop = true
+			for start := 0; start <= len(val); {
+				var o []byte
+				o, start = frameListItem(val, start)
+				connClose = connClose || frameEqualFold(o, "close")
+				connKeep = connKeep || frameEqualFold(o, "keep-alive")
+			}
+		case frameEqualFold(name, "keep-alive"), frameEqualFold(name, "proxy-connection"):
+			hop = true
 		case frameEqualFold(name, "content-length"):
 			n, ok := parseDecimal(val)
 			if !ok || hasLength && n != h.ContentLength {
@@ -103,7 +131,15 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 				h.BodyKind = BodyUntilClose
 			}
 		}
+		if hop {
+			if h.NHop == len(h.Hop) {
+				return errResponse
+			}
+			h.Hop[h.NHop] = [2]int{start, line}
+			h.NHop++
+		}
 	}
+	h.Close = connClose || h.Minor == 0 && !connKeep
 	switch {
 	case h.Status < 200 || h.Status == 204 || h.Status == 304:
 		h.BodyKind = BodyNone
@@ -116,6 +152,21 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 		h.BodyKind = BodyUntilClose
 	}
 	return nil
+}
+
+// AppendCloseHead appends head, the response head at the start of b that
+// ParseResponseHead described in h, to out with its Connection, Keep-Alive
+// and Proxy-Connection lines replaced by "Connection: close". The body is
+// not touched (it is not in head).
+func AppendCloseHead(out, b []byte, h *ResponseHead) []byte {
+	at := 0
+	for _, d := range h.Hop[:h.NHop] {
+		out = append(out, b[at:d[0]]...)
+		at = d[1]
+	}
+	out = append(out, b[at:h.HeadersEnd]...)
+	out = append(out, "Connection: close\r\n"...)
+	return append(out, b[h.HeadersEnd:h.HeadLen]...)
 }
 
 func parseDecimal(v []byte) (int64, bool) {

@@ -2,6 +2,7 @@ package parser
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -113,6 +114,52 @@ func BenchmarkParseResponseHead(b *testing.B) {
 	}
 }
 
+// TestResponseConnection: the connection semantics of an answer and the
+// rewrite that makes it say close, body untouched.
+func TestResponseConnection(t *testing.T) {
+	tests := []struct {
+		name, in, out string
+		close         bool
+	}{
+		{"1.1 default", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", false},
+		{"1.1 close", "HTTP/1.1 200 OK\r\nconnection: Keep-Alive, close\r\nContent-Length: 2\r\n\r\nhi",
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", true},
+		{"1.0 default", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+			"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", true},
+		{"1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nhi",
+			"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", false},
+		{"proxy-connection", "HTTP/1.1 204 No Content\r\nProxy-Connection: keep-alive\r\nX: y\r\n\r\n",
+			"HTTP/1.1 204 No Content\r\nX: y\r\nConnection: close\r\n\r\n", false},
+	}
+	for _, tt := range tests {
+		var h ResponseHead
+		if err := ParseResponseHead([]byte(tt.in), 1<<14, &h); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if h.Close != tt.close {
+			t.Errorf("%s: Close %v, want %v", tt.name, h.Close, tt.close)
+		}
+		got := string(AppendCloseHead(nil, []byte(tt.in), &h)) + tt.in[h.HeadLen:]
+		if got != tt.out {
+			t.Errorf("%s: rewritten\n%q\nwant\n%q", tt.name, got, tt.out)
+		}
+	}
+	var h ResponseHead
+	five := "HTTP/1.1 200 OK\r\n" + strings.Repeat("Connection: keep-alive\r\n", 5) + "\r\n"
+	if err := ParseResponseHead([]byte(five), 1<<14, &h); !errors.Is(err, ErrMalformed) {
+		t.Errorf("five Connection lines: %v, want ErrMalformed", err)
+	}
+	in := []byte("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+	out := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() {
+		_ = ParseResponseHead(in, 1<<14, &h)
+		out = AppendCloseHead(out[:0], in, &h)
+	}); n != 0 {
+		t.Errorf("%v allocations per parse and rewrite", n)
+	}
+}
+
 func FuzzParseResponseHead(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
@@ -131,6 +178,13 @@ func FuzzParseResponseHead(f *testing.F) {
 		}
 		if h.Status < 100 || h.Status > 999 || h.BodyKind > BodyUntilClose || h.ContentLength < 0 {
 			t.Fatalf("head %+v", h)
+		}
+		// The rewrite keeps every line but the hop-by-hop ones and says close once.
+		rw := AppendCloseHead(nil, b, &h)
+		var h2 ResponseHead
+		if err := ParseResponseHead(rw, 1<<20, &h2); err != nil || !h2.Close || h2.NHop != 1 ||
+			h2.Status != h.Status || h2.BodyKind != h.BodyKind || h2.HeadLen != len(rw) {
+			t.Fatalf("rewritten head %q: %v %+v", rw, err, h2)
 		}
 		if h.BodyKind == BodyChunked || h.BodyKind == BodyLength {
 			// The body must be followable by the framer without panicking.

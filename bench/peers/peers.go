@@ -29,6 +29,7 @@ type Params struct {
 	QUICAddr          string // proxy's UDP listener for QUIC; "" for proxies without one
 	BackendQUIC       string // UDP (QUIC) backend host:port
 	NginxStreamModule string // path of ngx_stream_module.so
+	HTTPReuse         string // HAProxy's http-reuse (default always)
 }
 
 // HostRegexp is Host quoted for sniproxy's regular-expression tables.

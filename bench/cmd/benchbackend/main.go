@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/portier/portier/internal/selfsigned"
@@ -41,6 +42,12 @@ func run(httpAddr, tlsAddr, host string) error {
 		big[i] = byte('a' + i%26)
 	}
 	mux := http.NewServeMux()
+	var accepts atomic.Int64
+	// The harness reads this directly (not through a proxy) to show how
+	// many backend connections each proxy opened.
+	mux.HandleFunc("/_accepts", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, accepts.Load())
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Content-Length", strconv.Itoa(len(smallBody)))
@@ -66,7 +73,12 @@ func run(httpAddr, tlsAddr, host string) error {
 	}
 	// No read or idle timeouts: the idle-connection scenario holds thousands
 	// of handshaken connections open without a request for a while.
-	plain := &http.Server{Handler: mux, ErrorLog: log.New(discard{}, "", 0)}
+	plain := &http.Server{Handler: mux, ErrorLog: log.New(discard{}, "", 0),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				accepts.Add(1)
+			}
+		}}
 	secure := &http.Server{
 		Handler:  mux,
 		ErrorLog: log.New(discard{}, "", 0),

@@ -33,6 +33,9 @@ type loadResult struct {
 	Note      string   // negotiated TLS parameters and the like
 	Load      cpuShare // how the load CPU was used over the run
 	ProxyCPU  cpuShare // how the proxy CPU was used, all processes
+	// BackendConns is how many connections the HTTP backend accepted over
+	// the run (-1: not measured).
+	BackendConns int64
 }
 
 // Interference is the share of the proxy's CPU that other processes used

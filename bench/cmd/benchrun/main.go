@@ -114,12 +114,17 @@ type proxyDef struct {
 	quicAddr string // UDP listener for the QUIC cases; "" if the proxy has none
 	argv     func(bin, conf string, profile []string) []string
 	grace    time.Duration // SIGTERM to exit; portier writes profiles then
+	reuse    string        // HAProxy's http-reuse
 }
 
 func proxyDefs(portierBin string) []*proxyDef {
 	return []*proxyDef{
 		{name: "haproxy", bin: "haproxy", conf: "haproxy.cfg", httpAddr: "127.0.0.1:18100", tlsAddr: "127.0.0.1:18101",
-			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-db", "-f", conf} }, grace: 5 * time.Second},
+			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-db", "-f", conf} }, grace: 5 * time.Second,
+			reuse: "always"},
+		{name: "haproxy-safe", bin: "haproxy", conf: "haproxy.cfg", httpAddr: "127.0.0.1:18500", tlsAddr: "127.0.0.1:18501",
+			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-db", "-f", conf} }, grace: 5 * time.Second,
+			reuse: "safe"},
 		{name: "nginx", bin: "nginx", conf: "nginx.conf", httpAddr: "127.0.0.1:18200", tlsAddr: "127.0.0.1:18201", quicAddr: "127.0.0.1:18202",
 			argv: func(bin, conf string, _ []string) []string {
 				return []string{bin, "-p", filepath.Dir(conf), "-e", "stderr", "-c", conf}
@@ -383,6 +388,24 @@ func fetchExpected() (expected, error) {
 	return e, nil
 }
 
+// backendAccepts is how many connections the HTTP backend has accepted so
+// far (-1 for TLS scenarios or when it cannot be read): the difference over
+// a run shows whether a proxy reused its backend connections.
+func backendAccepts(sc scenario) int64 {
+	if sc.tls {
+		return -1
+	}
+	b, err := httpGet(backendHTTP, "/_accepts")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 func httpGet(addr, path string) ([]byte, error) {
 	client := &http.Client{
 		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
@@ -455,6 +478,7 @@ func startProxy(ctx context.Context, sup *supervisor, o options, d *proxyDef, di
 		BackendHTTP: backendHTTP, BackendTLS: backendTLS,
 		QUICAddr: d.quicAddr, BackendQUIC: backendQUIC,
 		NginxStreamModule: nginxStreamModule(ctx),
+		HTTPReuse:         d.reuse,
 	}
 	conf, err := peers.Write(d.conf, p)
 	if err != nil {
@@ -512,7 +536,12 @@ func benchProxy(ctx context.Context, sup *supervisor, o options, set settings, r
 			pr.failures[sc.id] = m
 			continue
 		}
+		before := backendAccepts(sc)
 		r, err := runScenario(ctx, o, set, sc, d, p.Pid(), dir)
+		r.BackendConns = -1
+		if after := backendAccepts(sc); before >= 0 && after >= 0 {
+			r.BackendConns = after - before - 1 // the second read's own connection
+		}
 		if err != nil {
 			pr.failures[sc.id] = err.Error()
 			logf("%s: %s: %v", d.name, sc.id, err)

@@ -209,7 +209,7 @@ func (rep *report) markdown() string {
 		w("| Proxy | %s | p50 | p99 | Proxy CPU | %s | %s vs %s | %s vs %s | Errors |\n", unit, cpuUnit, unit, vs, cpuUnit, vs)
 		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		base, haveBase := rep.baseline(sc.id)
-		var cmds, notes, busy []string
+		var cmds, notes, busy, accepts []string
 		for _, pr := range rep.runs {
 			if pr.skipped != "" {
 				continue
@@ -239,6 +239,9 @@ func (rep *report) markdown() string {
 			w("| %s | %s | %s | %s | %.0f%% | %s | %s | %s | %d |\n", pr.def.name, rateS, fmtDur(r.P50), fmtDur(r.P99),
 				100*r.Utilisation(), costS, fmtRatio(rate, baseRate), fmtRatio(cost, baseCost), r.Errors)
 			cmds = append(cmds, r.Cmd)
+			if r.BackendConns >= 0 {
+				accepts = append(accepts, fmt.Sprintf("%s %d", pr.def.name, r.BackendConns))
+			}
 			busy = append(busy, fmt.Sprintf("%s %.0f%% / %.0f%%, %.0f%%", pr.def.name, 100*r.Load.busy(), 100*r.ProxyCPU.irq, 100*r.Interference()))
 			if r.Note != "" && sc.tls {
 				notes = append(notes, pr.def.name+": "+r.Note)
@@ -246,6 +249,9 @@ func (rep *report) markdown() string {
 		}
 		if len(busy) > 0 {
 			w("\nCPU %d (load) busy / CPU %d (proxy) in softirq, used by other processes: %s.\n", rep.opts.loadCPU, rep.opts.proxyCPU, strings.Join(busy, "; "))
+		}
+		if len(accepts) > 0 {
+			w("\nConnections the backend accepted during the run (fewer: backend connections reused): %s.\n", strings.Join(accepts, "; "))
 		}
 		if len(notes) > 0 {
 			w("\nNegotiated (client view): %s.\n", strings.Join(dedupe(notes), "; "))
