@@ -41,6 +41,11 @@ func NewNetns(t testing.TB, prefix string) *Netns {
 	Sh(t, "ip", "netns", "add", n.Name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.Name).Run() })
 	n.Run(t, "ip", "link", "set", "lo", "up")
+	// No duplicate address detection on the links made later: while a new
+	// link's IPv6 link-local address is tentative (about a second), the
+	// first IPv6 exchanges across it are lost (a QUIC flow's backend looks
+	// silent; TCP only retransmits its SYN later).
+	n.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	return n
 }
 
@@ -84,7 +89,7 @@ func (n *Netns) Do(t testing.TB, f func()) {
 
 // Veth links namespace a's interface an (addresses aAddrs, CIDR form) to
 // b's interface bn (bAddrs). IPv6 addresses skip duplicate address
-// detection so they are usable at once.
+// detection (also nodad) so they are usable at once.
 func Veth(t testing.TB, a *Netns, an string, aAddrs []string, b *Netns, bn string, bAddrs []string) {
 	t.Helper()
 	a.Run(t, "ip", "link", "add", an, "type", "veth", "peer", "name", bn, "netns", b.Name)
