@@ -72,7 +72,8 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Listeners) != 2 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" {
+	if len(cfg.Listeners) != 3 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" ||
+		cfg.Listeners[2].Protocol != "quic" {
 		t.Errorf("listeners: %+v", cfg.Listeners)
 	}
 	tab, err := balancer.NewTable(context.Background(), cfg.Routes, cfg.Default, balancer.TableOptions{})
@@ -84,6 +85,9 @@ func TestDemo(t *testing.T) {
 	}
 	if p := tab.Lookup(balancer.SchemeHTTP, []byte("x.apps.test")); p == nil || p.Backends[0].Addr.String() != "127.0.0.1:9003" {
 		t.Errorf("http pool of x.apps.test: %+v", p)
+	}
+	if p := tab.Lookup(balancer.SchemeQUIC, []byte("app1.test")); p == nil || len(p.Backends) != 2 {
+		t.Errorf("quic pool of app1.test: %+v", p)
 	}
 }
 
