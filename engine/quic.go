@@ -53,10 +53,10 @@ const (
 	// hold up to max_header_bytes plus maxHeld datagrams each, and a complete
 	// first flight leaves this state at once, so only unfinished ones (lost
 	// datagrams, or junk made to look like Initials) accumulate here.
-	maxParsing = 4096
-	heldBufSize       = 1500     // pooled buffer for a held datagram (larger ones are allocated)
-	maxFreeAsm        = 64
-	maxFreeHeld       = 1024
+	maxParsing  = 4096
+	heldBufSize = 1500 // pooled buffer for a held datagram (larger ones are allocated)
+	maxFreeAsm  = 64
+	maxFreeHeld = 1024
 )
 
 // Flow states.
