@@ -2,16 +2,10 @@ package engine
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,23 +19,8 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/selfsigned"
 )
-
-// selfSigned returns a certificate for names.
-func selfSigned(t testing.TB, names ...string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]},
-		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // h3Backend runs a quic-go HTTP/3 server on loopback answering "id name".
 type h3Backend struct {
@@ -56,7 +35,10 @@ func startH3Backend(t testing.TB, id string, versions ...quicgo.Version) *h3Back
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := selfSigned(t, "a.test", "b.test", "*.test")
+	cert, err := selfsigned.Certificate("a.test", "b.test", "*.test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := &http3.Server{
 		TLSConfig:  http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		QUICConfig: &quicgo.Config{Versions: versions},
@@ -375,25 +357,13 @@ func TestQUICNATRebinding(t *testing.T) {
 	flight := captureInitials(t, "a.test")
 	be, sources := quicResponder(t)
 	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "", nil)
-	dst, _ := net.ResolveUDPAddr("udp", addr)
-	c1, err := net.DialUDP("udp", nil, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c1.Close()
-	for _, d := range flight {
-		if _, err := c1.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
 	buf := make([]byte, 64)
-	_ = c1.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c1.Read(buf); err != nil || buf[0]&0x80 == 0 {
-		t.Fatalf("no long-header answer: %x %v", buf[:max(n, 0)], err)
+	if _, n := openFlow(t, addr, flight, buf); buf[0]&0x80 == 0 {
+		t.Fatalf("no long-header answer: %x", buf[:n])
 	}
 	first := <-sources
 	// The same client from a new address, addressing the server's CID.
-	c2, err := net.DialUDP("udp", nil, dst)
+	c2, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,22 +391,8 @@ func TestQUICForwardAllocs(t *testing.T) {
 	flight := captureInitials(t, "a.test")
 	be, _ := quicResponder(t)
 	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "", nil)
-	dst, _ := net.ResolveUDPAddr("udp", addr)
-	c, err := net.DialUDP("udp", nil, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, d := range flight {
-		if _, err := c.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
 	buf := make([]byte, 64)
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openFlow(t, addr, flight, buf)
 	pkt := append([]byte{0x40, 'S', 'R', 'V', '1'}, make([]byte, 1000)...)
 	roundTrip := func() {
 		if _, err := c.Write(pkt); err != nil {
@@ -502,20 +458,7 @@ func TestQUICAccessLog(t *testing.T) {
 			o.AccessLog = al
 			o.QUIC.IdleTimeout = 300 * time.Millisecond
 		})
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, d := range flight {
-		if _, err := c.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 64)); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openFlow(t, addr, flight, make([]byte, 64))
 	for deadline := time.Now().Add(10 * time.Second); e.QUICStats().Flows != 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -535,4 +478,26 @@ func TestQUICAccessLog(t *testing.T) {
 	if n := strings.Count(line, "\n"); n != 1 {
 		t.Errorf("%d lines, want 1: %s", n, line)
 	}
+}
+
+// openFlow sends a captured first flight to addr from a new socket and
+// returns the socket once the backend's first answer (in buf) arrived.
+func openFlow(t testing.TB, addr string, flight [][]byte, buf []byte) (*net.UDPConn, int) {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, d := range flight {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("flow not answered: %v", err)
+	}
+	return c, n
 }
