@@ -501,3 +501,61 @@ func openFlow(t testing.TB, addr string, flight [][]byte, buf []byte) (*net.UDPC
 	}
 	return c, n
 }
+
+// A quic listener and backend on IPv6 loopback.
+func TestQUICIPv6(t *testing.T) {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("SKIPPED: no IPv6 loopback: %v", err)
+	}
+	pc.Close()
+	cert, err := selfsigned.Certificate("a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bpc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "v6 "+r.Proto) })}
+	go func() { _ = srv.Serve(bpc) }()
+	t.Cleanup(func() { _ = srv.Close(); _ = bpc.Close() })
+	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + bpc.LocalAddr().String()}}}, "",
+		func(o *Options) { o.Listeners[0].Address = "[::1]:0" })
+	got, err := h3Get(t, addr, "a.test")
+	if err != nil || got != "v6 HTTP/3.0" {
+		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// max_flows_per_ip: a client address over its limit gets no new flow.
+func TestQUICPerIPLimit(t *testing.T) {
+	flight := captureInitials(t, "a.test")
+	be, _ := quicResponder(t)
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "",
+		func(o *Options) { o.QUIC.MaxFlowsPerIP = 2 })
+	buf := make([]byte, 64)
+	openFlow(t, addr, flight, buf)
+	openFlow(t, addr, flight, buf)
+	c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, d := range flight {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The drop is counted when the loop reads the datagram; wait for it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if s := e.QUICStats(); s.Drops[QUICDropLimit] == int64(len(flight)) {
+			if s.FlowsTotal != 2 {
+				t.Fatalf("%d flows started, want 2", s.FlowsTotal)
+			}
+			return
+		}
+	}
+	t.Fatalf("limit drops %d, want %d", e.QUICStats().Drops[QUICDropLimit], len(flight))
+}
