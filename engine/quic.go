@@ -511,6 +511,13 @@ func (l *loop) quicConnect(f *qflow) {
 				sysClose(fd)
 			}
 		}
+		if err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM {
+			// Out of descriptors or memory here: not the backend's fault.
+			l.e.opts.Logger.Warn("quic flow not started: out of resources", "client", f.key.addr, "err", err)
+			q.stats.Drops[QUICDropLimit].Add(1)
+			l.quicEnd(f, OutcomeRejected, ReasonLimit, err)
+			return
+		}
 		if err != nil {
 			l.quicBackendFailed(f, b, err)
 			continue

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -558,4 +559,74 @@ func TestQUICPerIPLimit(t *testing.T) {
 		}
 	}
 	t.Fatalf("limit drops %d, want %d", e.QUICStats().Drops[QUICDropLimit], len(flight))
+}
+
+// Junk from many addresses (random bytes, forged long headers of every
+// kind, truncated Initials) is dropped and counted; it leaves no flow
+// behind and a real client is served right after.
+func TestQUICJunk(t *testing.T) {
+	a := startH3Backend(t, "A")
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + a.addr}}}, "", nil)
+	flight := captureInitials(t, "a.test")
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		return b
+	}
+	initialHdr := append([]byte{0xc3, 0, 0, 0, 1, 8}, rnd(8)...)
+	initialHdr = append(initialHdr, 0, 0, 0x44, 0x00) // no SCID, no token, length 1024
+	junk := [][]byte{
+		rnd(1), rnd(50), rnd(1200), rnd(1500),
+		append([]byte{0x40}, rnd(1300)...),                                     // short header, unknown flow
+		append([]byte{0x80, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0}, rnd(1200)...),       // version negotiation
+		append([]byte{0xc0, 0xff, 0, 0, 0x1d, 4, 1, 2, 3, 4, 0}, rnd(1200)...), // draft-29
+		append(append([]byte(nil), initialHdr...), rnd(1200)...),               // Initial that does not decrypt
+		flight[0][:1199], // truncated real Initial
+		append(append([]byte(nil), flight[0][:100]...), rnd(1200)...), // real header, junk payload
+	}
+	var clients []*net.UDPConn
+	for i := 0; i < 50; i++ {
+		c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		for _, d := range junk {
+			_, _ = c.Write(d)
+		}
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	want := int64(50 * len(junk))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if e.QUICStats().DatagramsUp >= want {
+			break
+		}
+	}
+	s := e.QUICStats()
+	var drops int64
+	for _, n := range s.Drops {
+		drops += n
+	}
+	if s.DatagramsUp != want || drops != want || s.Flows != 0 {
+		t.Fatalf("%d datagrams, %d dropped, %d flows open; want %d, %d, 0: %+v", s.DatagramsUp, drops, s.Flows, want, want, s)
+	}
+	if got, err := h3Get(t, addr, "a.test"); err != nil || got != "A a.test HTTP/3.0" {
+		t.Fatalf("after the junk: %q %v", got, err)
+	}
+}
+
+// A draining backend (drain=1) gets no new flow.
+func TestQUICDrain(t *testing.T) {
+	a := startH3Backend(t, "A")
+	b := startH3Backend(t, "B")
+	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + a.addr + "?drain=1", "quic://" + b.addr}}}, "", nil)
+	for i := 0; i < 4; i++ {
+		if got, err := h3Get(t, addr, "a.test"); err != nil || got != "B a.test HTTP/3.0" {
+			t.Fatalf("request %d: %q %v", i, got, err)
+		}
+	}
 }
