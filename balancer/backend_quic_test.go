@@ -2,12 +2,15 @@ package balancer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	quicgo "github.com/quic-go/quic-go"
 )
 
 func TestParseBackendQUIC(t *testing.T) {
@@ -73,5 +76,29 @@ func TestProbeQUIC(t *testing.T) {
 	defer cancel2()
 	if err := probeQUIC(ctx2, addr); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("closed port: %v, want connection refused (the ICMP answer, not a timeout)", err)
+	}
+}
+
+// A real QUIC stack (quic-go) answers the check's reserved version with
+// Version Negotiation.
+func TestProbeQUICGo(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	tr := &quicgo.Transport{Conn: pc}
+	defer tr.Close()
+	ln, err := tr.Listen(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return nil, errors.New("no handshake expected")
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := probeQUIC(ctx, pc.LocalAddr().String()); err != nil {
+		t.Fatalf("quic-go server failed the QUIC check: %v", err)
 	}
 }

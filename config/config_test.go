@@ -89,6 +89,9 @@ func TestDemo(t *testing.T) {
 	if p := tab.Lookup(balancer.SchemeHTTP, []byte("x.apps.test")); p == nil || p.Backends[0].Addr.String() != "127.0.0.1:9003" {
 		t.Errorf("http pool of x.apps.test: %+v", p)
 	}
+	if p := tab.Lookup(balancer.SchemeQUIC, []byte("app1.test")); p == nil || len(p.Backends) != 2 {
+		t.Errorf("quic pool of app1.test: %+v", p)
+	}
 }
 
 func TestLoadBad(t *testing.T) {

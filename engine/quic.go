@@ -49,10 +49,15 @@ func (o *QUICOptions) setDefaults() {
 const (
 	maxDatagram       = 64 << 10 // UDP payload limit; the loop's read buffer holds one
 	quicReadsPerEvent = 64       // datagrams per wakeup per socket (level-triggered)
-	maxHeld           = 16       // datagrams held per flow until its backend answers
-	heldBufSize       = 1500     // pooled buffer for a held datagram (larger ones are allocated)
-	maxFreeAsm        = 64
-	maxFreeHeld       = 1024
+	maxHeld           = 8        // datagrams held per flow until its backend answers
+	// maxParsing bounds a loop's flows still reassembling a ClientHello: they
+	// hold up to max_header_bytes plus maxHeld datagrams each, and a complete
+	// first flight leaves this state at once, so only unfinished ones (lost
+	// datagrams, or junk made to look like Initials) accumulate here.
+	maxParsing  = 4096
+	heldBufSize = 1500 // pooled buffer for a held datagram (larger ones are allocated)
+	maxFreeAsm  = 64
+	maxFreeHeld = 1024
 )
 
 // Flow states.
@@ -146,6 +151,7 @@ type quicLoop struct {
 	cidLens uint32            // bit n set: a learned CID has n bytes
 	answer  qlist
 	idle    qlist
+	parsing int // flows with an Assembler
 
 	asmFree  []*quic.Assembler
 	heldFree [][]byte
@@ -343,6 +349,10 @@ func (l *loop) quicNewFlow(ln *qlistener, key qkey, d []byte) {
 		q.stats.Drops[QUICDropLimit].Add(1)
 		return
 	}
+	if q.parsing >= maxParsing {
+		q.stats.Drops[QUICDropLimit].Add(1)
+		return
+	}
 	counted := false
 	if o.MaxFlowsPerIP > 0 {
 		if !l.e.q.perIP.acquire(key.addr.Addr(), int32(o.MaxFlowsPerIP)) {
@@ -360,6 +370,7 @@ func (l *loop) quicNewFlow(ln *qlistener, key qkey, d []byte) {
 	} else {
 		f.asm = new(quic.Assembler)
 	}
+	q.parsing++
 	f.asm.Reset(l.e.opts.MaxHeaderBytes)
 	q.flows[key] = f
 	l.e.q.open.Add(1)
@@ -396,6 +407,20 @@ func (l *loop) quicReleaseHeld(f *qflow) {
 		f.held[i] = nil
 	}
 	f.held = f.held[:0]
+}
+
+// quicReleaseAsm returns f's Assembler to the loop's pool once its
+// ClientHello is parsed or the flow ends.
+func (l *loop) quicReleaseAsm(f *qflow) {
+	if f.asm == nil {
+		return
+	}
+	q := l.q
+	q.parsing--
+	if len(q.asmFree) < maxFreeAsm {
+		q.asmFree = append(q.asmFree, f.asm)
+	}
+	f.asm = nil
 }
 
 // quicFeed adds a datagram to the ClientHello and routes the flow once it is complete.
@@ -473,12 +498,7 @@ func (l *loop) quicConnect(f *qflow) {
 	if f.pool.Algorithm == balancer.SourceHash {
 		hash = balancer.HashAddr(f.key.addr.Addr())
 	}
-	if f.asm != nil {
-		if len(q.asmFree) < maxFreeAsm {
-			q.asmFree = append(q.asmFree, f.asm)
-		}
-		f.asm = nil
-	}
+	l.quicReleaseAsm(f)
 	for f.tries <= l.e.opts.Retries {
 		b := f.pool.Pick(hash, f.failed)
 		if b == nil {
@@ -491,6 +511,13 @@ func (l *loop) quicConnect(f *qflow) {
 			if err = l.poller.AddRead(&l.pa, false); err != nil {
 				sysClose(fd)
 			}
+		}
+		if err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM {
+			// Out of descriptors or memory here: not the backend's fault.
+			l.e.opts.Logger.Warn("quic flow not started: out of resources", "client", f.key.addr, "err", err)
+			q.stats.Drops[QUICDropLimit].Add(1)
+			l.quicEnd(f, OutcomeRejected, ReasonLimit, err)
+			return
 		}
 		if err != nil {
 			l.quicBackendFailed(f, b, err)
@@ -692,12 +719,7 @@ func (l *loop) quicEnd(f *qflow, outcome Outcome, reason Reason, err error) {
 	}
 	l.quicCloseBackend(f)
 	l.quicReleaseHeld(f)
-	if f.asm != nil {
-		if len(q.asmFree) < maxFreeAsm {
-			q.asmFree = append(q.asmFree, f.asm)
-		}
-		f.asm = nil
-	}
+	l.quicReleaseAsm(f)
 	if f.counted {
 		l.e.q.perIP.release(f.key.addr.Addr())
 	}

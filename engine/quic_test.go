@@ -2,16 +2,11 @@ package engine
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,23 +20,8 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/selfsigned"
 )
-
-// selfSigned returns a certificate for names.
-func selfSigned(t testing.TB, names ...string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]},
-		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // h3Backend runs a quic-go HTTP/3 server on loopback answering "id name".
 type h3Backend struct {
@@ -56,7 +36,10 @@ func startH3Backend(t testing.TB, id string, versions ...quicgo.Version) *h3Back
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := selfSigned(t, "a.test", "b.test", "*.test")
+	cert, err := selfsigned.Certificate("a.test", "b.test", "*.test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := &http3.Server{
 		TLSConfig:  http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
 		QUICConfig: &quicgo.Config{Versions: versions},
@@ -375,25 +358,13 @@ func TestQUICNATRebinding(t *testing.T) {
 	flight := captureInitials(t, "a.test")
 	be, sources := quicResponder(t)
 	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "", nil)
-	dst, _ := net.ResolveUDPAddr("udp", addr)
-	c1, err := net.DialUDP("udp", nil, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c1.Close()
-	for _, d := range flight {
-		if _, err := c1.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
 	buf := make([]byte, 64)
-	_ = c1.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c1.Read(buf); err != nil || buf[0]&0x80 == 0 {
-		t.Fatalf("no long-header answer: %x %v", buf[:max(n, 0)], err)
+	if _, n := openFlow(t, addr, flight, buf); buf[0]&0x80 == 0 {
+		t.Fatalf("no long-header answer: %x", buf[:n])
 	}
 	first := <-sources
 	// The same client from a new address, addressing the server's CID.
-	c2, err := net.DialUDP("udp", nil, dst)
+	c2, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,22 +392,8 @@ func TestQUICForwardAllocs(t *testing.T) {
 	flight := captureInitials(t, "a.test")
 	be, _ := quicResponder(t)
 	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "", nil)
-	dst, _ := net.ResolveUDPAddr("udp", addr)
-	c, err := net.DialUDP("udp", nil, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, d := range flight {
-		if _, err := c.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
 	buf := make([]byte, 64)
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openFlow(t, addr, flight, buf)
 	pkt := append([]byte{0x40, 'S', 'R', 'V', '1'}, make([]byte, 1000)...)
 	roundTrip := func() {
 		if _, err := c.Write(pkt); err != nil {
@@ -502,20 +459,7 @@ func TestQUICAccessLog(t *testing.T) {
 			o.AccessLog = al
 			o.QUIC.IdleTimeout = 300 * time.Millisecond
 		})
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, d := range flight {
-		if _, err := c.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 64)); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := openFlow(t, addr, flight, make([]byte, 64))
 	for deadline := time.Now().Add(10 * time.Second); e.QUICStats().Flows != 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -534,5 +478,155 @@ func TestQUICAccessLog(t *testing.T) {
 	}
 	if n := strings.Count(line, "\n"); n != 1 {
 		t.Errorf("%d lines, want 1: %s", n, line)
+	}
+}
+
+// openFlow sends a captured first flight to addr from a new socket and
+// returns the socket once the backend's first answer (in buf) arrived.
+func openFlow(t testing.TB, addr string, flight [][]byte, buf []byte) (*net.UDPConn, int) {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, d := range flight {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("flow not answered: %v", err)
+	}
+	return c, n
+}
+
+// A quic listener and backend on IPv6 loopback.
+func TestQUICIPv6(t *testing.T) {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("SKIPPED: no IPv6 loopback: %v", err)
+	}
+	pc.Close()
+	cert, err := selfsigned.Certificate("a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bpc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "v6 "+r.Proto) })}
+	go func() { _ = srv.Serve(bpc) }()
+	t.Cleanup(func() { _ = srv.Close(); _ = bpc.Close() })
+	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + bpc.LocalAddr().String()}}}, "",
+		func(o *Options) { o.Listeners[0].Address = "[::1]:0" })
+	got, err := h3Get(t, addr, "a.test")
+	if err != nil || got != "v6 HTTP/3.0" {
+		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// max_flows_per_ip: a client address over its limit gets no new flow.
+func TestQUICPerIPLimit(t *testing.T) {
+	flight := captureInitials(t, "a.test")
+	be, _ := quicResponder(t)
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + be}}}, "",
+		func(o *Options) { o.QUIC.MaxFlowsPerIP = 2 })
+	buf := make([]byte, 64)
+	openFlow(t, addr, flight, buf)
+	openFlow(t, addr, flight, buf)
+	c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, d := range flight {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The drop is counted when the loop reads the datagram; wait for it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if s := e.QUICStats(); s.Drops[QUICDropLimit] == int64(len(flight)) {
+			if s.FlowsTotal != 2 {
+				t.Fatalf("%d flows started, want 2", s.FlowsTotal)
+			}
+			return
+		}
+	}
+	t.Fatalf("limit drops %d, want %d", e.QUICStats().Drops[QUICDropLimit], len(flight))
+}
+
+// Junk from many addresses (random bytes, forged long headers of every
+// kind, truncated Initials) is dropped and counted; it leaves no flow
+// behind and a real client is served right after.
+func TestQUICJunk(t *testing.T) {
+	a := startH3Backend(t, "A")
+	e, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + a.addr}}}, "", nil)
+	flight := captureInitials(t, "a.test")
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		return b
+	}
+	initialHdr := append([]byte{0xc3, 0, 0, 0, 1, 8}, rnd(8)...)
+	initialHdr = append(initialHdr, 0, 0, 0x44, 0x00) // no SCID, no token, length 1024
+	junk := [][]byte{
+		rnd(1), rnd(50), rnd(1200), rnd(1500),
+		append([]byte{0x40}, rnd(1300)...),                                     // short header, unknown flow
+		append([]byte{0x80, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0}, rnd(1200)...),       // version negotiation
+		append([]byte{0xc0, 0xff, 0, 0, 0x1d, 4, 1, 2, 3, 4, 0}, rnd(1200)...), // draft-29
+		append(append([]byte(nil), initialHdr...), rnd(1200)...),               // Initial that does not decrypt
+		flight[0][:1199], // truncated real Initial
+		append(append([]byte(nil), flight[0][:100]...), rnd(1200)...), // real header, junk payload
+	}
+	var clients []*net.UDPConn
+	for i := 0; i < 50; i++ {
+		c, err := net.DialUDP("udp", nil, mustUDPAddr(t, addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		for _, d := range junk {
+			_, _ = c.Write(d)
+		}
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	want := int64(50 * len(junk))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if e.QUICStats().DatagramsUp >= want {
+			break
+		}
+	}
+	s := e.QUICStats()
+	var drops int64
+	for _, n := range s.Drops {
+		drops += n
+	}
+	if s.DatagramsUp != want || drops != want || s.Flows != 0 {
+		t.Fatalf("%d datagrams, %d dropped, %d flows open; want %d, %d, 0: %+v", s.DatagramsUp, drops, s.Flows, want, want, s)
+	}
+	if got, err := h3Get(t, addr, "a.test"); err != nil || got != "A a.test HTTP/3.0" {
+		t.Fatalf("after the junk: %q %v", got, err)
+	}
+}
+
+// A draining backend (drain=1) gets no new flow.
+func TestQUICDrain(t *testing.T) {
+	a := startH3Backend(t, "A")
+	b := startH3Backend(t, "B")
+	_, addr, _ := startQUICProxy(t, []balancer.RouteSpec{{Name: "a.test", Backends: []string{"quic://" + a.addr + "?drain=1", "quic://" + b.addr}}}, "", nil)
+	for i := 0; i < 4; i++ {
+		if got, err := h3Get(t, addr, "a.test"); err != nil || got != "B a.test HTTP/3.0" {
+			t.Fatalf("request %d: %q %v", i, got, err)
+		}
 	}
 }

@@ -49,7 +49,8 @@ type Assembler struct {
 	kDCID    [MaxCIDLen]byte
 	kDCIDLen int
 
-	buf     []byte // CRYPTO stream bytes at their offsets; len is the size limit
+	buf     []byte // CRYPTO stream bytes at their offsets, grown to the highest end seen
+	limit   int    // the ClientHello size limit
 	ranges  [maxRanges]span
 	nr      int
 	total   int   // ClientHello length with its header, 0 until known
@@ -58,14 +59,13 @@ type Assembler struct {
 }
 
 // Reset prepares a for a new flow whose ClientHello may take up to limit
-// bytes. The buffer is reused when large enough, and the derived keys are
-// kept: they are derived again only when the next flow's first Initial
+// bytes. The buffer grows only as far as the CRYPTO data reaches (a typical
+// ClientHello takes 2 KB of a 16 KB limit) and is reused; the derived keys
+// are kept: they are derived again only when the next flow's first Initial
 // names another version or Destination Connection ID.
 func (a *Assembler) Reset(limit int) {
-	if cap(a.buf) < limit {
-		a.buf = make([]byte, limit)
-	}
-	a.buf = a.buf[:limit]
+	a.limit = limit
+	a.buf = a.buf[:0]
 	a.version, a.dcidLen, a.scidLen = 0, 0, 0
 	a.nr, a.total, a.largest = 0, 0, -1
 }
@@ -297,11 +297,14 @@ func (a *Assembler) add(off uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	if off > uint64(len(a.buf)) || uint64(len(data)) > uint64(len(a.buf))-off {
+	if off > uint64(a.limit) || uint64(len(data)) > uint64(a.limit)-off {
 		return ErrTooLong
 	}
 	start := int(off)
 	end := start + len(data)
+	if end > len(a.buf) {
+		a.grow(end)
+	}
 	copy(a.buf[start:end], data)
 	if err := a.insert(start, end); err != nil {
 		return err
@@ -311,11 +314,27 @@ func (a *Assembler) add(off uint64, data []byte) error {
 			return ErrNotHello
 		}
 		a.total = 4 + (int(a.buf[1])<<16 | int(a.buf[2])<<8 | int(a.buf[3]))
-		if a.total > len(a.buf) {
+		if a.total > a.limit {
 			return ErrTooLong
 		}
 	}
 	return nil
+}
+
+// grow extends buf to n bytes (n <= limit), keeping its contents; bytes not
+// yet received are never read (ranges say what is valid).
+func (a *Assembler) grow(n int) {
+	if n <= cap(a.buf) {
+		a.buf = a.buf[:n]
+		return
+	}
+	c := max(2*cap(a.buf), 2048)
+	for c < n {
+		c *= 2
+	}
+	b := make([]byte, n, min(c, max(a.limit, n)))
+	copy(b, a.buf)
+	a.buf = b
 }
 
 // insert merges [start, end) into the sorted, disjoint ranges.

@@ -94,6 +94,9 @@ func TestFeedRFCClientInitial(t *testing.T) {
 			if !bytes.Contains(a.ClientHello(), []byte("example.com")) {
 				t.Error("no example.com in the ClientHello")
 			}
+			if cap(a.buf) > 4096 {
+				t.Errorf("buffer of %d bytes for a %d-byte ClientHello: it grows only as far as the data", cap(a.buf), len(want))
+			}
 			if a.Version() != tc.version || !bytes.Equal(a.DCID(), rfcDCID) || len(a.SCID()) != 0 {
 				t.Errorf("flow %x %x %x", a.Version(), a.DCID(), a.SCID())
 			}

@@ -13,9 +13,9 @@ package quic
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
+	"hash"
 )
 
 // QUIC versions this package decrypts.
@@ -47,15 +47,65 @@ type Keys struct {
 	// per packet otherwise).
 	nonceBuf [12]byte
 	maskBuf  [16]byte
+	kdf      kdf
+}
+
+// kdf is HKDF-SHA256 (RFC 5869) with its scratch kept beside the keys, so
+// that deriving keys again with the same Keys allocates only the AES and GCM
+// instances crypto/aes and crypto/cipher hand out: crypto/hkdf and
+// crypto/hmac allocate about forty small objects per derivation.
+type kdf struct {
+	h       hash.Hash
+	pad     [64]byte
+	sum     [32]byte
+	info    [32]byte
+	initial [32]byte
+	secret  [32]byte
+	out     [32]byte
+}
+
+// hmac computes HMAC-SHA256(key, a || b) into d.sum (key <= 64 bytes, RFC 2104).
+func (d *kdf) hmac(key, a, b []byte) []byte {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	for i := range d.pad {
+		d.pad[i] = 0x36
+	}
+	for i, c := range key {
+		d.pad[i] ^= c
+	}
+	d.h.Reset()
+	d.h.Write(d.pad[:])
+	d.h.Write(a)
+	d.h.Write(b)
+	inner := d.h.Sum(d.sum[:0])
+	for i := range d.pad {
+		d.pad[i] ^= 0x36 ^ 0x5c
+	}
+	d.h.Reset()
+	d.h.Write(d.pad[:])
+	d.h.Write(inner)
+	return d.h.Sum(d.sum[:0])
+}
+
+// expandLabel is TLS 1.3's HKDF-Expand-Label with an empty context (RFC 8446
+// 7.1) for n <= 32 bytes (one HKDF-Expand block), into dst.
+func (d *kdf) expandLabel(dst, secret []byte, label string, n int) {
+	b := append(d.info[:0], byte(n>>8), byte(n), byte(6+len(label)))
+	b = append(b, "tls13 "...)
+	b = append(b, label...)
+	b = append(b, 0, 1) // empty context, then HKDF-Expand's block counter
+	copy(dst[:n], d.hmac(secret, b, nil))
 }
 
 var errVersion = errors.New("quic: unsupported version")
 
 // Derive sets k to the Initial keys of the client (server false) or the
 // server (server true) for a connection whose client chose dcid as its first
-// Destination Connection ID. It allocates (HKDF, the AES key schedules and the
-// GCM instance, about a dozen small objects); callers derive once per flow and
-// keep k for that flow's further packets.
+// Destination Connection ID. It allocates the two AES ciphers and the GCM
+// instance (HKDF runs in k's scratch); callers derive once per flow and keep
+// k for that flow's further packets.
 func (k *Keys) Derive(version uint32, dcid []byte, server bool) error {
 	var salt []byte
 	var keyLabel, ivLabel, hpLabel string
@@ -67,33 +117,19 @@ func (k *Keys) Derive(version uint32, dcid []byte, server bool) error {
 	default:
 		return errVersion
 	}
-	initial, err := hkdf.Extract(sha256.New, dcid, salt)
-	if err != nil {
-		return err
+	if len(dcid) > MaxCIDLen {
+		return ErrCIDLen
 	}
+	d := &k.kdf
+	copy(d.initial[:], d.hmac(salt, dcid, nil)) // HKDF-Extract(salt, dcid)
 	label := "client in"
 	if server {
 		label = "server in"
 	}
-	secret, err := expandLabel(initial, label, 32)
-	if err != nil {
-		return err
-	}
-	key, err := expandLabel(secret, keyLabel, 16)
-	if err != nil {
-		return err
-	}
-	iv, err := expandLabel(secret, ivLabel, 12)
-	if err != nil {
-		return err
-	}
-	hpKey, err := expandLabel(secret, hpLabel, 16)
-	if err != nil {
-		return err
-	}
-	copy(k.key[:], key)
-	copy(k.iv[:], iv)
-	copy(k.hpKey[:], hpKey)
+	d.expandLabel(d.secret[:], d.initial[:], label, 32)
+	d.expandLabel(k.key[:], d.secret[:], keyLabel, 16)
+	d.expandLabel(k.iv[:], d.secret[:], ivLabel, 12)
+	d.expandLabel(k.hpKey[:], d.secret[:], hpLabel, 16)
 	block, err := aes.NewCipher(k.key[:])
 	if err != nil {
 		return err
@@ -103,16 +139,6 @@ func (k *Keys) Derive(version uint32, dcid []byte, server bool) error {
 	}
 	k.hp, err = aes.NewCipher(k.hpKey[:])
 	return err
-}
-
-// expandLabel is TLS 1.3's HKDF-Expand-Label with an empty context (RFC 8446 7.1).
-func expandLabel(secret []byte, label string, n int) ([]byte, error) {
-	var info [2 + 1 + 6 + 16 + 1]byte
-	b := append(info[:0], byte(n>>8), byte(n), byte(6+len(label)))
-	b = append(b, "tls13 "...)
-	b = append(b, label...)
-	b = append(b, 0)
-	return hkdf.Expand(sha256.New, secret, string(b), n)
 }
 
 // nonce returns the AEAD nonce for packet number pn (RFC 9001 5.3), valid

@@ -758,7 +758,7 @@ func goBench(ctx context.Context, o options, set settings) (cmd, out, errText st
 	if set.benchtime != "" {
 		argv = append(argv, "-benchtime", set.benchtime)
 	}
-	argv = append(argv, "./parser/", "./balancer/")
+	argv = append(argv, "./parser/", "./parser/quic/", "./balancer/")
 	full := argv
 	cmd = strings.Join(full, " ")
 	logf("micro-benchmarks: %s", cmd)
