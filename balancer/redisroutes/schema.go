@@ -12,7 +12,7 @@ import (
 
 // Schema names.
 const (
-	SchemaHipache = "hipache" // frontend:<host> LIST [identifier, url...]
+	SchemaHipache = "hipache" // frontend:<host> LIST [identifier, url...]; frontend:<host>@<alpn> for ALPN pools
 	SchemaSets    = "sets"    // hostnames:<host>:backends SET of host[:port]
 )
 
@@ -95,6 +95,7 @@ func (sc schema) isRouteKey(key string) bool {
 // schema, or "frontend:App.test" next to "frontend:app.test").
 type entry struct {
 	name     string
+	alpn     string   // frontend:<name>@<alpn>: the route's pool for this ALPN protocol
 	backends []string // immutable once stored: shared with published routes
 }
 
@@ -117,18 +118,28 @@ func (sc schema) parse(key string, vals []string) (e entry, problem string, ok b
 }
 
 func parseHipache(key string, vals []string) (entry, string, bool) {
-	name, err := normalizeName(strings.TrimPrefix(key, hipachePrefix))
+	// A host name has no "@": what follows it is an ALPN protocol ID.
+	host, alpn, isALPN := strings.Cut(strings.TrimPrefix(key, hipachePrefix), alpnSep)
+	name, err := normalizeName(host)
 	if err != nil {
 		return entry{}, err.Error(), false
+	}
+	if isALPN && (alpn == "" || len(alpn) > balancer.MaxALPNLen) {
+		return entry{}, fmt.Sprintf("ALPN protocol ID %q after %q: want 1 to %d bytes", alpn, alpnSep, balancer.MaxALPNLen), false
 	}
 	if len(vals) < 2 {
 		return entry{}, "no backends (element 0 is the identifier, backend URLs follow)", false
 	}
-	e := entry{name: name, backends: make([]string, 0, len(vals)-1)}
+	e := entry{name: name, alpn: alpn, backends: make([]string, 0, len(vals)-1)}
 	var bad []string
 	for _, v := range vals[1:] {
-		if _, err := balancer.ParseBackend(v); err != nil {
+		spec, err := balancer.ParseBackend(v)
+		if err != nil {
 			bad = append(bad, err.Error())
+			continue
+		}
+		if isALPN && spec.Scheme != balancer.SchemeTLS {
+			bad = append(bad, fmt.Sprintf("%q: an ALPN pool takes tls:// backends", v))
 			continue
 		}
 		e.backends = append(e.backends, v)
@@ -256,6 +267,13 @@ func build(entries map[string]entry) []balancer.RouteSpec {
 	})
 	routes := make([]balancer.RouteSpec, 0, len(all))
 	for _, ke := range all {
+		if ke.e.alpn != "" {
+			if n := len(routes); n == 0 || routes[n-1].Name != ke.e.name {
+				routes = append(routes, balancer.RouteSpec{Name: ke.e.name})
+			}
+			addALPN(&routes[len(routes)-1], ke.e.alpn, ke.e.backends)
+			continue
+		}
 		if n := len(routes); n > 0 && routes[n-1].Name == ke.e.name {
 			// Clip first: the previous slice belongs to an entry.
 			routes[n-1].Backends = append(slices.Clip(routes[n-1].Backends), ke.e.backends...)
@@ -269,6 +287,25 @@ func build(entries map[string]entry) []balancer.RouteSpec {
 // sameRoutes reports whether a and b list the same routes in the same order.
 func sameRoutes(a, b []balancer.RouteSpec) bool {
 	return slices.EqualFunc(a, b, func(x, y balancer.RouteSpec) bool {
-		return x.Name == y.Name && slices.Equal(x.Backends, y.Backends)
+		return x.Name == y.Name && slices.Equal(x.Backends, y.Backends) &&
+			slices.EqualFunc(x.ALPN, y.ALPN, func(a, b balancer.ALPNRoute) bool {
+				return a.Protocol == b.Protocol && slices.Equal(a.Backends, b.Backends)
+			})
 	})
+}
+
+// alpnSep separates the route name and the ALPN protocol in a hipache key:
+// frontend:app1.test@acme-tls/1.
+const alpnSep = "@"
+
+// addALPN adds backends to r's pool for proto (keys for one name may
+// normalise alike, like frontend:A.test@h2 and frontend:a.test@h2).
+func addALPN(r *balancer.RouteSpec, proto string, backends []string) {
+	for i := range r.ALPN {
+		if r.ALPN[i].Protocol == proto {
+			r.ALPN[i].Backends = append(slices.Clip(r.ALPN[i].Backends), backends...)
+			return
+		}
+	}
+	r.ALPN = append(r.ALPN, balancer.ALPNRoute{Protocol: proto, Backends: backends})
 }

@@ -22,8 +22,9 @@ type snapshotFile struct {
 }
 
 type snapshotRoute struct {
-	Name     string   `json:"name"`
-	Backends []string `json:"backends"`
+	Name     string               `json:"name"`
+	Backends []string             `json:"backends"`
+	ALPN     []balancer.ALPNRoute `json:"alpn,omitempty"`
 }
 
 // readSnapshot reads a snapshot written by writeSnapshot. Routes that no
@@ -47,7 +48,7 @@ func readSnapshot(path string) (routes []balancer.RouteSpec, skipped int, err er
 			skipped++
 			continue
 		}
-		routes = append(routes, balancer.RouteSpec{Name: r.Name, Backends: r.Backends})
+		routes = append(routes, balancer.RouteSpec{Name: r.Name, Backends: r.Backends, ALPN: r.ALPN})
 	}
 	return routes, skipped, nil
 }
@@ -61,7 +62,7 @@ func validRoute(r snapshotRoute) bool {
 			return false
 		}
 	}
-	return true
+	return balancer.CheckALPN(r.ALPN) == nil
 }
 
 // writeSnapshot writes routes to path atomically: a reader (or a restart
@@ -69,7 +70,7 @@ func validRoute(r snapshotRoute) bool {
 func writeSnapshot(path, schema string, routes []balancer.RouteSpec, now time.Time) (err error) {
 	f := snapshotFile{Version: snapshotVersion, Schema: schema, Saved: now.UTC(), Routes: make([]snapshotRoute, len(routes))}
 	for i, r := range routes {
-		f.Routes[i] = snapshotRoute{Name: r.Name, Backends: r.Backends}
+		f.Routes[i] = snapshotRoute{Name: r.Name, Backends: r.Backends, ALPN: r.ALPN}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
