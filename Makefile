@@ -16,6 +16,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/portier ./cmd/portier
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/demobackend ./examples/demobackend
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/h3get ./examples/h3get
 
 # The proxy with examples/demo.yaml and demo backends; prints what to try. Ctrl-C stops all.
 run: build

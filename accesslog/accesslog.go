@@ -1,10 +1,11 @@
 // Package accesslog writes one structured line per connection when it ends.
 //
-// The event loops call Log, which only copies the record into a bounded
-// queue and never blocks: a slow disk or a stalled pipe costs dropped lines
-// (counted), never a stalled loop. One writer goroutine formats the lines with
-// log/slog and flushes its buffer whenever the queue runs empty, so a burst is
-// written in few syscalls and a quiet period leaves nothing unwritten.
+// Each event loop puts records into its own bounded ring (Producer, package
+// logq); Put only copies the record and never blocks: a slow disk or a
+// stalled pipe costs dropped lines (counted), never a stalled loop. One writer
+// goroutine formats the lines with log/slog and flushes its buffer after each
+// pass over the rings, so a burst is written in few syscalls and a quiet
+// period leaves nothing unwritten.
 package accesslog
 
 import (
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portier/portier/logq"
 )
 
 // Record describes one finished connection.
@@ -43,7 +46,8 @@ type Options struct {
 	Path string
 	// Format is "json" (default) or "text".
 	Format string
-	// Queue is how many records may wait for the writer (default 8192).
+	// Queue is how many records may wait for the writer per producer (each
+	// event loop has its own queue; default 8192).
 	Queue int
 }
 
@@ -57,16 +61,14 @@ const bufSize = 64 << 10
 // Log is an asynchronous access log. Log may be called from any goroutine;
 // Reopen and Close too.
 type Log struct {
-	path    string
-	q       chan Record
-	reopen  chan chan error
-	stop    chan struct{}
-	done    chan struct{} // closed when the writer has exited
-	closing atomic.Bool
-	once    sync.Once
-	err     error // the writer's final flush/close error, read after done
+	path string
+	q    *logq.Queue[Record]
+	err  error // the writer's final flush/close error, read after Close
 
-	dropped atomic.Uint64
+	// shared is the ring of Log, for callers without their own Producer.
+	sharedMu sync.Mutex
+	shared   *logq.Ring[Record]
+
 	written atomic.Uint64
 
 	isFile bool // Path names a file (not stdout or stderr)
@@ -93,13 +95,7 @@ func Open(opts Options) (*Log, error) {
 	if queue <= 0 {
 		queue = DefaultQueue
 	}
-	l := &Log{
-		path:   opts.Path,
-		q:      make(chan Record, queue),
-		reopen: make(chan chan error),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-	}
+	l := &Log{path: opts.Path}
 	var w io.Writer
 	switch opts.Path {
 	case "", "-":
@@ -121,9 +117,22 @@ func Open(opts Options) (*Log, error) {
 	} else {
 		l.handler = slog.NewJSONHandler(l.out, hopts)
 	}
-	go l.run()
+	l.q = logq.New(logq.Options[Record]{Size: queue, Write: l.write, Flush: l.flush, Final: l.final})
+	l.shared = l.q.Ring()
 	return l, nil
 }
+
+// Producer is one event loop's queue of records.
+type Producer struct{ r *logq.Ring[Record] }
+
+// Producer returns a new queue for one goroutine (an event loop): its Log
+// takes no lock.
+func (l *Log) Producer() *Producer { return &Producer{l.q.Ring()} }
+
+// Log queues a copy of r. It never blocks and allocates nothing: when the
+// queue is full (or the log is closed) the record is dropped, counted in
+// Dropped, and Log returns false. Call it from one goroutine at a time.
+func (p *Producer) Log(r *Record) bool { return p.r.Put(r) }
 
 func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -141,25 +150,19 @@ func dropLevel(groups []string, a slog.Attr) slog.Attr {
 	return a
 }
 
-// Log queues a copy of r for writing. It never blocks and allocates nothing:
-// when the queue is full (or the log is closed) the record is dropped,
-// counted in Dropped, and Log returns false.
+// Log queues a copy of r for writing from any goroutine (through one shared
+// queue and a mutex; the event loops use their own Producer instead). It
+// never blocks on the writer: when the queue is full (or the log is closed)
+// the record is dropped, counted in Dropped, and Log returns false.
 func (l *Log) Log(r *Record) bool {
-	if l.closing.Load() {
-		l.dropped.Add(1)
-		return false
-	}
-	select {
-	case l.q <- *r:
-		return true
-	default:
-		l.dropped.Add(1)
-		return false
-	}
+	l.sharedMu.Lock()
+	ok := l.shared.Put(r)
+	l.sharedMu.Unlock()
+	return ok
 }
 
-// Dropped returns how many records were dropped because the queue was full.
-func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+// Dropped returns how many records were dropped because a queue was full.
+func (l *Log) Dropped() uint64 { return l.q.Dropped() }
 
 // Written returns how many records were formatted into the output.
 func (l *Log) Written() uint64 { return l.written.Load() }
@@ -173,61 +176,30 @@ func (l *Log) Reopen() error {
 	if !l.isFile {
 		return nil
 	}
-	reply := make(chan error, 1)
-	select {
-	case l.reopen <- reply:
-		return <-reply
-	case <-l.done:
+	var err error
+	if l.q.Do(func() { err = l.doReopen() }) != nil {
 		return errors.New("accesslog: reopen: log is closed")
 	}
+	return err
 }
 
 // Close stops accepting records, writes every record already queued, flushes
 // and closes the file. Later calls return the same error.
 func (l *Log) Close() error {
-	l.once.Do(func() {
-		l.closing.Store(true)
-		close(l.stop)
-	})
-	<-l.done
+	l.q.Close()
 	return l.err
 }
 
-// run is the writer goroutine.
-func (l *Log) run() {
-	defer close(l.done)
-	for {
-		select {
-		case r := <-l.q:
-			l.write(&r)
-			if len(l.q) == 0 {
-				l.flush()
-			}
-		case reply := <-l.reopen:
-			reply <- l.doReopen()
-		case <-l.stop:
-			// closing is set before stop is closed, so a Log racing with
-			// Close either queued before this drain or counted a drop; a
-			// record queued in between is counted below.
-			for len(l.q) > 0 {
-				r := <-l.q
-				l.write(&r)
-			}
-			if err := l.out.Flush(); err != nil {
-				l.err = fmt.Errorf("accesslog: flush %s: %w", l.path, err)
-			} else if l.writeErrs > 0 {
-				l.err = fmt.Errorf("accesslog: %s: %d earlier flushes failed", l.path, l.writeErrs)
-			}
-			if l.file != nil {
-				if err := l.file.Close(); err != nil && l.err == nil {
-					l.err = fmt.Errorf("accesslog: close %s: %w", l.path, err)
-				}
-			}
-			for len(l.q) > 0 {
-				<-l.q
-				l.dropped.Add(1)
-			}
-			return
+// final runs on the writer after the last records were written.
+func (l *Log) final() {
+	if err := l.out.Flush(); err != nil {
+		l.err = fmt.Errorf("accesslog: flush %s: %w", l.path, err)
+	} else if l.writeErrs > 0 {
+		l.err = fmt.Errorf("accesslog: %s: %d earlier flushes failed", l.path, l.writeErrs)
+	}
+	if l.file != nil {
+		if err := l.file.Close(); err != nil && l.err == nil {
+			l.err = fmt.Errorf("accesslog: close %s: %w", l.path, err)
 		}
 	}
 }
@@ -248,11 +220,8 @@ func (l *Log) doReopen() error {
 	if err != nil {
 		return err
 	}
-	// Records queued before Reopen was called belong to the old file.
-	for n := len(l.q); n > 0; n-- {
-		r := <-l.q
-		l.write(&r)
-	}
+	// Records queued before Reopen was called were written by Do before
+	// this: they belong to the old file.
 	flushErr := l.out.Flush()
 	closeErr := l.file.Close()
 	l.file, l.w = f, f

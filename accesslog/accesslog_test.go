@@ -190,7 +190,7 @@ func TestOverflowNeverBlocks(t *testing.T) {
 	if l.Log(&big) {
 		accepted.Add(1)
 	}
-	waitFor(t, func() bool { return len(l.q) == 0 }, "writer to take the big record")
+	waitFor(t, func() bool { return l.q.Pending() == 0 }, "writer to take the big record")
 
 	const calls = 2000
 	r := sample(1)
@@ -363,29 +363,58 @@ func TestCloseDrains(t *testing.T) {
 	}
 }
 
-// TestLogAllocs measures the enqueue path with no writer running, so the
-// writer's own formatting (which allocates, off the loop) cannot blur it.
+// stalledLog opens a log on a FIFO and blocks its writer in write(2) with a
+// line larger than the pipe's buffer, so nothing the writer does (formatting
+// allocates) blurs what a producer costs.
+func stalledLog(t *testing.T, queue int) *Log {
+	t.Helper()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	rd, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(Options{Path: fifo, Queue: queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := sample(0)
+	big.Name = strings.Repeat("a", 256<<10)
+	l.Log(&big)
+	waitFor(t, func() bool { return l.q.Pending() == 0 }, "writer to take the big record")
+	t.Cleanup(func() {
+		rd.Close() // the writer's write fails with EPIPE and Close returns
+		_ = l.Close()
+	})
+	return l
+}
+
+// TestLogAllocs measures a loop's hand-off (Producer.Log), with room in its
+// queue and with the queue full.
 func TestLogAllocs(t *testing.T) {
-	l := &Log{q: make(chan Record, 1000)}
+	l := stalledLog(t, 1024)
+	p := l.Producer()
 	r := sample(0)
-	if n := testing.AllocsPerRun(500, func() { l.Log(&r) }); n != 0 {
-		t.Errorf("Log with room in the queue allocates %v times", n)
+	if n := testing.AllocsPerRun(500, func() { p.Log(&r) }); n != 0 {
+		t.Errorf("Producer.Log with room in the queue allocates %v times", n)
 	}
-	if len(l.q) != 501 {
-		t.Fatalf("queued %d, want 501", len(l.q))
+	if got := p.r.Len(); got != 501 {
+		t.Fatalf("queued %d, want 501", got)
 	}
-	for len(l.q) < cap(l.q) {
-		l.Log(&r)
+	for p.Log(&r) {
 	}
-	if n := testing.AllocsPerRun(500, func() { l.Log(&r) }); n != 0 {
-		t.Errorf("Log on a full queue allocates %v times", n)
+	d := l.Dropped()
+	if n := testing.AllocsPerRun(500, func() { p.Log(&r) }); n != 0 {
+		t.Errorf("Producer.Log on a full queue allocates %v times", n)
 	}
-	if l.Dropped() != 501 {
-		t.Errorf("Dropped = %d, want 501", l.Dropped())
+	if got := l.Dropped() - d; got != 501 {
+		t.Errorf("Dropped grew by %d, want 501", got)
 	}
 }
 
-// BenchmarkLog measures Log from parallel callers with the real writer
+// BenchmarkLog measures Producer.Log from parallel loops with the real writer
 // appending to a file. allocs/op includes the writer's formatting, amortised
 // per record; the caller's part allocates nothing (TestLogAllocs).
 func BenchmarkLog(b *testing.B) {
@@ -395,9 +424,10 @@ func BenchmarkLog(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
+		p := l.Producer()
 		r := sample(0)
 		for pb.Next() {
-			l.Log(&r)
+			p.Log(&r)
 		}
 	})
 	b.StopTimer()

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -240,7 +241,9 @@ func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balan
 	}
 	info.Backends = backendInfos(info.Backends, bes)
 	if len(r.ALPN) > 0 {
-		if p := t.Lookup(balancer.SchemeTLS, []byte(r.Name)); p != nil && p.Name == r.Name {
+		// r has tls:// backends (alpn requires them), so the lookup lands on
+		// r's own pool, or one shared with a route of equal content and ALPN.
+		if p := t.Lookup(balancer.SchemeTLS, []byte(r.Name)); p != nil {
 			for _, ap := range p.ALPN {
 				info.ALPN = append(info.ALPN, ALPNInfo{Protocol: ap.Protocol, Backends: backendInfos([]BackendInfo{}, ap.Pool.Backends)})
 			}
@@ -252,7 +255,7 @@ func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balan
 func backendInfos(out []BackendInfo, bes []*balancer.Backend) []BackendInfo {
 	for _, b := range bes {
 		out = append(out, BackendInfo{
-			URL: b.Spec.Raw, Addr: b.Addr.String(), Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
+			URL: b.Spec.Raw, Addr: b.AddrText, Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
 			Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
 		})
 	}
@@ -265,7 +268,7 @@ func backendInfos(out []BackendInfo, bes []*balancer.Backend) []BackendInfo {
 // route, which belongs to another name, when r has no backend of a scheme.
 func poolBackends(t *balancer.Table, r balancer.RouteSpec) (bes []*balancer.Backend, ok bool) {
 	found := 0
-	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS} {
+	for _, sch := range []balancer.Scheme{balancer.SchemeHTTP, balancer.SchemeTLS, balancer.SchemeQUIC} {
 		p := t.Lookup(sch, []byte(r.Name))
 		if p == nil || p.Name != r.Name {
 			continue
@@ -302,12 +305,11 @@ func specBackends(byURL map[string]*balancer.Backend, r balancer.RouteSpec) []*b
 
 func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	addr, err := netip.ParseAddrPort(q.Get("addr"))
+	text, err := backendAddrText(q.Get("addr"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("addr: want IP:PORT: %v", err))
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	var on bool
 	switch q.Get("on") {
 	case "1", "true":
@@ -317,34 +319,47 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "on: want 1 or 0")
 		return
 	}
-	n := s.setDrain(addr, on)
+	n := s.setDrain(text, on)
 	if n == 0 {
-		writeError(w, http.StatusNotFound, "no backend with address "+addr.String())
+		writeError(w, http.StatusNotFound, "no backend with address "+text)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Addr     string `json:"addr"`
 		Draining bool   `json:"draining"`
 		Backends int    `json:"backends"`
-	}{addr.String(), on, n})
+	}{text, on, n})
 }
 
-// setDrain sets the drain flag of every backend at addr and returns how
-// many there are.
-func (s *Server) setDrain(addr netip.AddrPort, on bool) int {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+// backendAddrText turns an admin request's backend address into the form
+// of Backend.AddrText: "ip:port" with an IPv4-mapped address unmapped, or
+// "unix:/path" for a unix-socket backend.
+func backendAddrText(text string) (string, error) {
+	if strings.HasPrefix(text, "unix:/") {
+		return text, nil
+	}
+	addr, err := netip.ParseAddrPort(text)
+	if err != nil {
+		return "", fmt.Errorf("addr: want IP:PORT or unix:/path: %v", err)
+	}
+	return netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()).String(), nil
+}
+
+// setDrain sets the drain flag of every backend whose AddrText is text and
+// returns how many there are.
+func (s *Server) setDrain(text string, on bool) int {
 	t := s.opts.Router.Load()
 	n := 0
 	if t != nil {
 		for _, b := range t.Backends() {
-			if b.Addr == addr {
+			if b.AddrText == text { // "ip:port" (Addr.String()) or "unix:/path"
 				b.SetDrain(on)
 				n++
 			}
 		}
 	}
 	if n > 0 {
-		s.opts.Logger.Info("backend drain set via admin", "addr", addr.String(), "drain", on, "backends", n)
+		s.opts.Logger.Info("backend drain set via admin", "addr", text, "drain", on, "backends", n)
 	}
 	return n
 }

@@ -18,6 +18,7 @@ func NewRegistry(opts Options) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newCollector(opts),
+		newQUICCollector(opts.Engine),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -37,6 +38,7 @@ type collector struct {
 	redisConnected, redisAge, redisRoutes    *prometheus.Desc
 	redisSkipped, redisNotifications         *prometheus.Desc
 	logDropped, logWritten                   *prometheus.Desc
+	linesDropped, linesSuppressed            *prometheus.Desc
 	down                                     routesDownCache
 	route                                    routeDescs
 }
@@ -70,13 +72,17 @@ func newCollector(opts Options) *collector {
 			"1 when Redis keyspace notifications are received (0: polling only)."),
 		logDropped: d("accesslog_dropped_total", "Access log records dropped because the queue was full."),
 		logWritten: d("accesslog_written_total", "Access log records written."),
+		linesDropped: d("log_dropped_total",
+			"Log lines the event loops dropped because their queue was full (the writer or its output stalled).", "log"),
+		linesSuppressed: d("log_suppressed_total",
+			"Event log lines summarised as \"N similar lines suppressed\" instead of written."),
 	}
 }
 
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.requests, c.rejections, c.connectFailures,
-		c.connectTime, c.limitHits, c.routes, c.routesDown} {
+		c.connectTime, c.limitHits, c.routes, c.routesDown, c.linesDropped, c.linesSuppressed} {
 		ch <- d
 	}
 	if c.opts.Health != nil {
@@ -134,6 +140,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.routes, float64(routes))
 	gauge(c.routesDown, float64(c.down.get(t, c.now())))
+	counter(c.linesDropped, float64(c.opts.Engine.LogDropped()), "events")
+	counter(c.linesSuppressed, float64(c.opts.Engine.LogSuppressed()))
 
 	if c.opts.Health != nil {
 		c.collectHealth(ch, c.opts.Health())
@@ -153,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if c.opts.AccessLog != nil {
 		counter(c.logDropped, float64(c.opts.AccessLog.Dropped()))
 		counter(c.logWritten, float64(c.opts.AccessLog.Written()))
+		counter(c.linesDropped, float64(c.opts.AccessLog.Dropped()), "access")
 	}
 	c.collectRoutes(ch)
 }

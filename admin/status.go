@@ -327,14 +327,14 @@ func (s *Server) statusDrain(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing or stale CSRF token: reload the status page and try again", http.StatusForbidden)
 		return
 	}
-	addr, err := netip.ParseAddrPort(r.PostForm.Get("addr"))
+	addr, err := backendAddrText(r.PostForm.Get("addr"))
 	if err != nil {
-		http.Error(w, "addr: want IP:PORT", http.StatusBadRequest)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	on := r.PostForm.Get("on") == "1"
 	if n := s.setDrain(addr, on); n == 0 {
-		http.Error(w, "no backend with address "+addr.String(), http.StatusNotFound)
+		http.Error(w, "no backend with address "+addr, http.StatusNotFound)
 		return
 	}
 	back := r.PostForm.Get("back")

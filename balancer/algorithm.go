@@ -113,6 +113,9 @@ func newRing(backends []*Backend) *hashRing {
 			n = max(1, b.Spec.Weight*ringBudget/total)
 		}
 		base := HashAddr(b.Addr.Addr()) ^ mix64(uint64(b.Addr.Port())+golden)
+		if b.Spec.IsUnix() {
+			base = hashString(b.Spec.Path)
+		}
 		for j := range n {
 			pts = append(pts, point{mix64(base + uint64(j+1)*golden), int32(i)})
 		}

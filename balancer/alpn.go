@@ -106,6 +106,24 @@ func (b *tableBuilder) withALPN(p *Pool, r RouteSpec, name string) *Pool {
 	return p
 }
 
+// pools makes route r's pool of each scheme from its backends, with its
+// counters (r.Metrics) and, for TLS, its per-ALPN pools.
+func (b *tableBuilder) pools(r *RouteSpec, byScheme [schemeLast + 1][]*Backend, rs *RouteStatsSet) [schemeLast + 1]*Pool {
+	var pools [schemeLast + 1]*Pool
+	for s := SchemeHTTP; s <= schemeLast; s++ {
+		if len(byScheme[s]) == 0 {
+			continue
+		}
+		p := newPool(r.Name, r.Balance, byScheme[s], maxSeq)
+		p.Stats = rs.forRoute(r.Name, r.Metrics)
+		if s == SchemeTLS {
+			b.withALPN(p, *r, r.Name)
+		}
+		pools[s] = p
+	}
+	return pools
+}
+
 // cloneALPN deep-copies a route's ALPN entries for the table's RouteSpec.
 func cloneALPN(alpn []ALPNRoute) []ALPNRoute {
 	if alpn == nil {

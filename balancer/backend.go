@@ -23,6 +23,9 @@ type Scheme uint8
 const (
 	SchemeHTTP Scheme = 1
 	SchemeTLS  Scheme = 2
+	SchemeQUIC Scheme = 3 // QUIC over UDP, routed by the SNI of its Initial packets
+
+	schemeLast = SchemeQUIC
 )
 
 // String returns the URL scheme name ("http", "tls").
@@ -32,6 +35,8 @@ func (s Scheme) String() string {
 		return "http"
 	case SchemeTLS:
 		return "tls"
+	case SchemeQUIC:
+		return "quic"
 	}
 	return "scheme(" + strconv.Itoa(int(s)) + ")"
 }
@@ -63,15 +68,18 @@ func (p ProxyProtocol) String() string {
 const MaxWeight = 1000
 
 // BackendSpec is a parsed backend URL such as "http://127.0.0.1:9001",
-// "tls://[::1]:9443?weight=2&proxy=v2&drain=1" or "http://backend.internal:8080".
+// "tls://[::1]:9443?weight=2&proxy=v2&drain=1", "http://backend.internal:8080"
+// or "http+unix:///run/app/web.sock".
 type BackendSpec struct {
 	Raw    string        // the URL as written
-	Scheme Scheme        // SchemeHTTP or SchemeTLS
-	Host   string        // IP literal (without brackets) or lower-case host name
-	Port   uint16        // explicit, or 80 for http and 443 for tls
+	Scheme Scheme        // SchemeHTTP, SchemeTLS or SchemeQUIC
+	Host   string        // IP literal (without brackets) or lower-case host name; "" for a unix socket
+	Port   uint16        // explicit, or 80 for http and 443 for tls; 0 for a unix socket
+	Path   string        // http+unix:// and tls+unix://: the socket's absolute path
 	Weight int           // 1..MaxWeight, default 1
 	Proxy  ProxyProtocol // PROXY protocol header to send, default none
 	Drain  bool          // receives no new connections
+	Source Source        // source address of backend connections (source=client)
 }
 
 // ParseBackend parses a backend URL. It performs no DNS lookups: a host name
@@ -88,15 +96,23 @@ func parseBackend(raw string) (BackendSpec, error) {
 	spec := BackendSpec{Raw: raw, Weight: 1}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return spec, errors.New("missing scheme (want http:// or tls://)")
+		return spec, errors.New("missing scheme (want http://, tls://, quic://, http+unix:// or tls+unix://)")
 	}
 	switch strings.ToLower(scheme) {
 	case "http":
 		spec.Scheme, spec.Port = SchemeHTTP, 80
 	case "tls":
 		spec.Scheme, spec.Port = SchemeTLS, 443
+	case "quic":
+		spec.Scheme, spec.Port = SchemeQUIC, 443
+	case "http+unix":
+		spec.Scheme = SchemeHTTP
+		return parseUnixBackend(spec, rest)
+	case "tls+unix":
+		spec.Scheme = SchemeTLS
+		return parseUnixBackend(spec, rest)
 	default:
-		return spec, fmt.Errorf("unknown scheme %q (want http or tls)", scheme)
+		return spec, fmt.Errorf("unknown scheme %q (want http, tls, quic, http+unix or tls+unix)", scheme)
 	}
 
 	authority, query, hasQuery := strings.Cut(rest, "?")
@@ -132,6 +148,9 @@ func parseBackend(raw string) (BackendSpec, error) {
 	}
 	return spec, nil
 }
+
+// IsUnix reports whether the backend is a unix-domain socket (Path).
+func (s *BackendSpec) IsUnix() bool { return s.Path != "" }
 
 // splitAuthority splits "host", "host:port", "[v6]" or "[v6]:port" and
 // validates the host. port is "" when absent.
@@ -200,7 +219,7 @@ func parsePort(s string) (uint16, error) {
 }
 
 func parseOptions(spec *BackendSpec, query string) error {
-	var seen [3]bool // weight, proxy, drain
+	var seen [4]bool // weight, proxy, drain, source
 	for opt := range strings.SplitSeq(query, "&") {
 		key, val, _ := strings.Cut(opt, "=")
 		idx := -1
@@ -217,10 +236,16 @@ func parseOptions(spec *BackendSpec, query string) error {
 		case "proxy":
 			idx = 1
 			switch val {
-			case "v1":
+			case "v1", "v2":
+				if spec.Scheme == SchemeQUIC {
+					// Datagrams are forwarded unchanged; a PROXY header would
+					// not be QUIC (see the README on client addresses).
+					return errors.New("proxy is not supported for quic backends")
+				}
 				spec.Proxy = ProxyV1
-			case "v2":
-				spec.Proxy = ProxyV2
+				if val == "v2" {
+					spec.Proxy = ProxyV2
+				}
 			default:
 				return fmt.Errorf("proxy %q: want v1 or v2", val)
 			}
@@ -234,8 +259,18 @@ func parseOptions(spec *BackendSpec, query string) error {
 			default:
 				return fmt.Errorf("drain %q: want 0 or 1", val)
 			}
+		case "source":
+			idx = 3
+			switch val {
+			case "client":
+				spec.Source = SourceClient
+			case "proxy":
+				spec.Source = SourceProxy
+			default:
+				return fmt.Errorf("source %q: want client or proxy", val)
+			}
 		default:
-			return fmt.Errorf("unknown option %q (want weight, proxy or drain)", key)
+			return fmt.Errorf("unknown option %q (want weight, proxy, drain or source)", key)
 		}
 		if seen[idx] {
 			return fmt.Errorf("duplicate option %q", key)
@@ -296,9 +331,9 @@ func NormalizeRouteName(name string) (string, error) {
 // and allocate nothing, so the event loops may call them.
 type Backend struct {
 	Spec BackendSpec
-	Addr netip.AddrPort // resolved address, IPv4 unmapped
-	// AddrText is Addr as "ip:port", prebuilt so that access logs and
-	// metrics name the backend without allocating.
+	Addr netip.AddrPort // resolved address, IPv4 unmapped; zero for a unix socket
+	// AddrText is Addr as "ip:port" (or "unix:" + Spec.Path), prebuilt so
+	// that access logs and metrics name the backend without allocating.
 	AddrText string
 
 	st *backendState
@@ -306,7 +341,7 @@ type Backend struct {
 
 // String returns the backend's URL followed by its resolved address.
 func (b *Backend) String() string {
-	return b.Spec.Raw + " (" + b.Addr.String() + ")"
+	return b.Spec.Raw + " (" + b.AddrText + ")"
 }
 
 // Up reports the effective health: the local checks (active and passive)

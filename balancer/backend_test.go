@@ -38,8 +38,8 @@ func TestParseBackend(t *testing.T) {
 	}
 
 	bad := []struct{ raw, err string }{
-		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
-		{"127.0.0.1:9001", `missing scheme (want http:// or tls://)`},
+		{"htp://x", `parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
+		{"127.0.0.1:9001", `missing scheme (want http://, tls://, quic://, http+unix:// or tls+unix://)`},
 		{"https://x", `unknown scheme "https"`},
 		{"http://", `missing host`},
 		{"http://:80", `missing host`},
@@ -67,7 +67,7 @@ func TestParseBackend(t *testing.T) {
 		{"http://x?weight=abc", `weight "abc"`},
 		{"http://x?proxy=v3", `proxy "v3": want v1 or v2`},
 		{"http://x?drain=yes", `drain "yes": want 0 or 1`},
-		{"http://x?foo=1", `unknown option "foo" (want weight, proxy or drain)`},
+		{"http://x?foo=1", `unknown option "foo" (want weight, proxy, drain or source)`},
 		{"http://x?weight=1&weight=2", `duplicate option "weight"`},
 		{"http://x?weight=1&", `empty option`},
 		{"http://x?", `empty option`},

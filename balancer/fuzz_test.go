@@ -102,7 +102,8 @@ func FuzzLookup(f *testing.F) {
 }
 
 func FuzzParseBackend(f *testing.F) {
-	for _, s := range []string{"http://127.0.0.1:9001", "tls://[::1]:9443?weight=2&proxy=v2&drain=1", "http://backend.internal:8080", "htp://x", "http://x:"} {
+	for _, s := range []string{"http://127.0.0.1:9001", "tls://[::1]:9443?weight=2&proxy=v2&drain=1", "http://backend.internal:8080", "htp://x", "http://x:",
+		"http+unix:///run/app/web.sock?proxy=v1", "http://10.0.0.5?source=client"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -113,8 +114,10 @@ func FuzzParseBackend(f *testing.F) {
 			}
 			return
 		}
-		if spec.Raw != raw || spec.Port == 0 || spec.Weight < 1 || spec.Weight > MaxWeight ||
-			(spec.Scheme != SchemeHTTP && spec.Scheme != SchemeTLS) || spec.Proxy > ProxyV2 || spec.Host == "" {
+		unixOK := spec.IsUnix() && spec.Path[0] == '/' && spec.Host == "" && spec.Port == 0 && spec.Source == SourceProxy
+		tcpOK := !spec.IsUnix() && spec.Port != 0 && spec.Host != ""
+		if spec.Raw != raw || !unixOK && !tcpOK || spec.Weight < 1 || spec.Weight > MaxWeight ||
+			(spec.Scheme != SchemeHTTP && spec.Scheme != SchemeTLS) || spec.Proxy > ProxyV2 || spec.Source > SourceClient {
 			t.Fatalf("ParseBackend(%q) = %+v", raw, spec)
 		}
 		// The canonical URL built from the spec parses to the same spec.
@@ -122,7 +125,11 @@ func FuzzParseBackend(f *testing.F) {
 		if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() {
 			host = "[" + host + "]"
 		}
-		canon := fmt.Sprintf("%s://%s:%d?weight=%d&drain=%d", spec.Scheme, host, spec.Port, spec.Weight, map[bool]int{false: 0, true: 1}[spec.Drain])
+		canon := fmt.Sprintf("%s://%s:%d?weight=%d&drain=%d&source=%s", spec.Scheme, host, spec.Port, spec.Weight,
+			map[bool]int{false: 0, true: 1}[spec.Drain], spec.Source)
+		if spec.IsUnix() {
+			canon = fmt.Sprintf("%s+unix://%s?weight=%d&drain=%d", spec.Scheme, spec.Path, spec.Weight, map[bool]int{false: 0, true: 1}[spec.Drain])
+		}
 		if spec.Proxy != ProxyNone {
 			canon += "&proxy=" + spec.Proxy.String()
 		}

@@ -140,6 +140,11 @@ type Health struct {
 	fleet    map[string]bool // addresses the fleet reports down
 	runCtx   context.Context // nil unless Run is running
 	wg       sync.WaitGroup
+
+	// Passive changes of backends without a checker (passive.go).
+	pmu      sync.Mutex
+	ppending map[*backendState]struct{}
+	pwake    chan struct{}
 }
 
 // NewHealth returns a Health; checks start when Run runs and Track names the
@@ -152,6 +157,8 @@ func NewHealth(opts HealthOptions) *Health {
 		tracked:  make(map[stateKey]*backendState),
 		checkers: make(map[*backendState]context.CancelFunc),
 		fleet:    make(map[string]bool),
+		ppending: make(map[*backendState]struct{}),
+		pwake:    make(chan struct{}, 1),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -191,7 +198,7 @@ func (h *Health) Track(t *Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s, cancel := range h.checkers {
-		if want[s.key] != s {
+		if want[s.key] != s || s.cfg.Load().Kind == CheckNone {
 			cancel()
 			delete(h.checkers, s)
 		}
@@ -211,9 +218,14 @@ func (h *Health) Track(t *Table) {
 	}
 }
 
-// startLocked starts the checker of s unless it runs. h.mu is held.
+// startLocked starts the checker of s unless it runs or s has no active
+// check (passive changes then go to the one passive goroutine). h.mu is held.
 func (h *Health) startLocked(s *backendState) {
 	if _, ok := h.checkers[s]; ok {
+		return
+	}
+	if s.cfg.Load().Kind == CheckNone {
+		h.passiveChanged(s) // report what changed while nobody looked
 		return
 	}
 	ctx, cancel := context.WithCancel(h.runCtx)
@@ -253,6 +265,8 @@ func (h *Health) TrackAdded(added []*Backend) {
 func (h *Health) Run(ctx context.Context) {
 	h.mu.Lock()
 	h.runCtx = ctx
+	h.wg.Add(1)
+	go h.runPassive(ctx)
 	for _, s := range h.tracked {
 		h.startLocked(s)
 	}
@@ -424,8 +438,15 @@ var proxyV2Local = []byte("\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00")
 func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if s.key.scheme == SchemeQUIC {
+		return probeQUIC(ctx, s.addr)
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.addr)
+	network, address := "tcp", s.addr
+	if s.key.path != "" {
+		network, address = "unix", s.key.path
+	}
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -474,8 +495,12 @@ func probe(ctx context.Context, s *backendState, cfg *probeConfig) error {
 }
 
 // hostHeader is the Host header value for host and port (brackets around an
-// IPv6 literal, no port when it is HTTP's default).
+// IPv6 literal, no port when it is HTTP's default). A unix socket has neither:
+// its checks name "localhost", as curl --unix-socket does.
 func hostHeader(host string, port uint16) string {
+	if host == "" {
+		return "localhost"
+	}
 	if strings.IndexByte(host, ':') >= 0 {
 		host = "[" + host + "]"
 	}

@@ -300,10 +300,13 @@ func TestPassiveHealth(t *testing.T) {
 			if !b.Up() {
 				t.Fatal("down after 1 consecutive failure with fall 2")
 			}
-			if h != nil {
+			if h != nil && tc.check.Kind != CheckNone {
 				// Let the checker start, so that the active case holds
 				// the backend down for its checks.
 				eventually(t, "checker running", func() bool { return b.st.checkers.Load() == 1 })
+			}
+			if tc.check.Kind == CheckNone && b.st.checkers.Load() != 0 {
+				t.Fatal("a checker goroutine runs for check: none")
 			}
 			b.ConnectFailed()
 			if b.Up() {

@@ -15,6 +15,9 @@ const maxSeq = 4096
 // weighted split is exact over every full cycle no matter how many goroutines
 // pick concurrently.
 type Pool struct {
+	// Name is the route the pool was built for. Routes whose contents
+	// (backends, balance, checks) are equal share one pool, named after the
+	// first of them in the table.
 	Name      string
 	Algorithm Algorithm
 	Backends  []*Backend  // all backends, draining ones included

@@ -16,7 +16,7 @@ func newBackend(spec BackendSpec, ip netip.Addr, st *backendState) *Backend {
 	b := buildBackend(spec, ip)
 	if st == nil {
 		cfg := &probeConfig{HealthCheck: HealthCheck{}.WithDefaults(HealthCheck{}), host: spec.Host, proxy: spec.Proxy}
-		st = newState(stateKey{spec.Scheme, b.Addr}, nil, slog.New(slog.DiscardHandler), cfg)
+		st = newState(stateKey{scheme: spec.Scheme, addr: b.Addr}, nil, slog.New(slog.DiscardHandler), cfg)
 	}
 	b.st = st
 	return b

@@ -15,6 +15,7 @@ import (
 type stateKey struct {
 	scheme Scheme
 	addr   netip.AddrPort
+	path   string // unix socket path (addr is zero)
 }
 
 // downHeld in backendState.down means "down until the active checks see
@@ -50,7 +51,7 @@ var (
 // and active connections. The event loops touch it only through atomics.
 type backendState struct {
 	key    stateKey
-	addr   string       // key.addr as "ip:port"
+	addr   string       // key.addr as "ip:port", or "unix:" + key.path
 	h      *Health      // nil: per-table state without active checks
 	log    *slog.Logger // for per-table state (h == nil)
 	cfg    atomic.Pointer[probeConfig]
@@ -74,6 +75,9 @@ type backendState struct {
 
 func newState(key stateKey, h *Health, log *slog.Logger, cfg *probeConfig) *backendState {
 	s := &backendState{key: key, addr: key.addr.String(), h: h, log: log, wake: make(chan struct{}, 1)}
+	if key.path != "" {
+		s.addr = "unix:" + key.path
+	}
 	s.cfg.Store(cfg)
 	s.reported.Store(true)
 	return s
@@ -133,6 +137,10 @@ func (s *backendState) connectSucceeded() {
 // the caller logs it at once (rare: only on transitions).
 func (s *backendState) changed() {
 	if s.h != nil {
+		if s.checkers.Load() == 0 {
+			s.h.passiveChanged(s)
+			return
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:
@@ -163,7 +171,8 @@ func (s *backendState) reconcile() {
 		log.Warn("backend down", "addr", s.addr, "scheme", s.key.scheme.String(), "reason", reason,
 			"fall", strconv.Itoa(s.cfg.Load().Fall))
 	}
-	if s.h != nil && s.h.opts.OnChange != nil {
+	// A unix socket is this host's own: the fleet does not share its health.
+	if s.h != nil && s.h.opts.OnChange != nil && s.key.path == "" {
 		s.h.opts.OnChange(s.addr, up)
 	}
 }

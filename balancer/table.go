@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // maxName is the longest host name Lookup accepts (the DNS limit; anything
@@ -51,19 +52,27 @@ type TableOptions struct {
 	// without Health; nil uses slog.Default().
 	Logger *slog.Logger
 
+	// CheckBackend, when set, vets each backend URL once it is parsed (the
+	// host's capabilities for source=client, a unix socket's path); an
+	// error makes its route invalid, as a bad URL does.
+	CheckBackend func(BackendSpec) error
+
 	// RouteStats, when set, gives the pools of routes with Metrics their
 	// counters (kept across tables). nil: no per-route metrics.
 	RouteStats *RouteStatsSet
 }
 
-// routeSet holds the routes of one scheme.
+// routeRec is one interned route content and its pools: every name whose
+// route has this content (backends, balance, checks) points at it.
+type routeRec struct {
+	pools [schemeLast + 1]*Pool // by scheme; nil: no backend of that scheme
+	spec  RouteSpec             // Name: the first route with this content
+}
+
+// routeSet holds the wildcard and default routes of one scheme: few, so
+// they stay in Go maps.
 type routeSet struct {
-	exact map[string]*Pool
-	// exactOver holds the exact names Table.Update changed since the last
-	// NewTable (nil: removed); it is consulted first, so an update copies
-	// only the changes, never the million-name base map.
-	exactOver map[string]*Pool
-	wild      map[string]*Pool // keyed by the suffix after "*."
+	wild map[string]*Pool // keyed by the suffix after "*."
 	// wildLabels has bit n set when some wildcard suffix has n labels, so
 	// Lookup probes the wildcard map only with suffixes that can match.
 	wildLabels [2]uint64
@@ -71,16 +80,23 @@ type routeSet struct {
 	catchAll   *Pool // route "*"
 }
 
-// Table is an immutable routing snapshot. Routes are kept separately per
-// scheme: an http listener only sees routes that have http:// backends.
+// Table is an immutable routing snapshot. Exact names sit in a compact
+// index (names in byte chunks, 8-byte slots) pointing at interned route
+// records; wildcards and the catch-all are kept separately per scheme: an
+// http listener only sees routes that have http:// backends.
 type Table struct {
-	sets     [SchemeTLS + 1]routeSet // indexed by Scheme
-	routes   []RouteSpec             // normalised names, sorted by name
-	backends []*Backend              // distinct, in order of first use
-	// Changes made by Update on top of routes and backends, so that an
-	// update does not copy them: routesOver by name (nil: removed).
-	routesOver    map[string]*RouteSpec
-	nRoutes       int
+	sets    [schemeLast + 1]routeSet // indexed by Scheme
+	exact   *nameIndex               // exact names -> index into recs
+	recs    []routeRec
+	special map[string]uint32 // wildcard names and "*" -> index into recs
+	// Changes made by Update on top of the above, so that an update does
+	// not copy them (nil: removed). exactOver has the exact names only and
+	// is what Lookup consults first; routesOver has every changed name.
+	exactOver  map[string]*routeRec
+	routesOver map[string]*routeRec
+	nRoutes    int
+	backends   []*Backend // distinct, in order of first use
+	// extraBackends are those Update built.
 	extraBackends []*Backend
 }
 
@@ -89,82 +105,185 @@ type Table struct {
 // names are sent to it. Without a default, a route named "*" serves them.
 // See TableOptions.OnInvalid for skipping bad routes instead of failing.
 func NewTable(ctx context.Context, routes []RouteSpec, defaultName string, opts TableOptions) (*Table, error) {
-	b := newBuilder(ctx, opts)
-	t := &Table{routes: make([]RouteSpec, 0, len(routes))}
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
-		t.sets[s] = routeSet{exact: make(map[string]*Pool), wild: make(map[string]*Pool)}
-	}
-	// invalid fails the build, or reports and skips when OnInvalid is set.
-	invalid := func(route string, err error) error {
-		if opts.OnInvalid == nil {
-			return err
-		}
-		opts.OnInvalid(route, err)
-		return nil
-	}
-	names := make(map[string]string, len(routes)) // normalised -> as written
+	b := NewBuilder(ctx, len(routes), opts)
 	for _, r := range routes {
-		name, err := NormalizeRouteName(r.Name)
+		if err := b.Add(r); err != nil {
+			return nil, err
+		}
+	}
+	return b.Table(defaultName)
+}
+
+// Builder builds a Table from routes streamed in one at a time (NewTable is
+// a Builder over a slice). Routes with the same content share one record
+// and one pool per scheme; names are copied into the table's index, so
+// nothing of the routes given is kept but their distinct contents.
+type Builder struct {
+	b    *tableBuilder
+	opts TableOptions
+	t    *Table
+	in   *interner
+	// written holds the names added in another spelling than their
+	// normalised one (few), for the message about a later duplicate.
+	written map[string]string
+}
+
+// NewBuilder returns a Builder for about sizeHint routes. opts as for
+// NewTable.
+func NewBuilder(ctx context.Context, sizeHint int, opts TableOptions) *Builder {
+	t := &Table{exact: newNameIndex(sizeHint), special: make(map[string]uint32)}
+	for s := SchemeHTTP; s <= schemeLast; s++ {
+		t.sets[s] = routeSet{wild: make(map[string]*Pool)}
+	}
+	return &Builder{b: newBuilder(ctx, opts), opts: opts, t: t,
+		in: newInterner(func(id uint32) *RouteSpec { return &t.recs[id].spec })}
+}
+
+// invalid fails the build, or reports and skips when OnInvalid is set.
+func (tb *Builder) invalid(route string, err error) error {
+	if tb.opts.OnInvalid == nil {
+		return err
+	}
+	tb.opts.OnInvalid(strings.Clone(route), err)
+	return nil
+}
+
+// Add adds route r. A bad route, or a later one with the name of an
+// earlier one, fails with an error, or is reported to OnInvalid and
+// skipped (then Add returns nil).
+func (tb *Builder) Add(r RouteSpec) error { return tb.add(r.Name, &r) }
+
+// add adds content c (its Name ignored) under name as written, which may
+// point into memory the caller reuses: nothing keeps it.
+func (tb *Builder) add(written string, c *RouteSpec) error {
+	name, err := NormalizeRouteName(written)
+	if err != nil {
+		return tb.invalid(written, err)
+	}
+	// Exact names (nearly all) are looked up once: the slot found is
+	// where the name goes.
+	special := name == "*" || strings.HasPrefix(name, "*.")
+	var nameHash uint64
+	var pos int
+	dup := false
+	if special {
+		_, dup = tb.t.special[name]
+	} else {
+		nameHash = tb.t.exact.hash(bytesOf(name))
+		pos, dup = tb.t.exact.find(bytesOf(name), nameHash)
+	}
+	if dup {
+		first, ok := tb.written[name]
+		if !ok {
+			first = name
+		}
+		return tb.invalid(written, fmt.Errorf("route %q: duplicate of route %q", written, first))
+	}
+	// A route with its own metrics has its own pools: its counters must
+	// not be shared with other names of the same content.
+	var id uint32
+	var h uint64
+	ok := false
+	if !c.Metrics {
+		id, h, ok = tb.in.find(c)
+	}
+	if !ok {
+		spec := *c
+		spec.Name = strings.Clone(written)
+		byScheme, err := tb.b.route(spec)
 		if err != nil {
-			if err := invalid(r.Name, err); err != nil {
-				return nil, err
-			}
-			continue
+			return tb.invalid(written, err)
 		}
-		if first, dup := names[name]; dup {
-			if err := invalid(r.Name, fmt.Errorf("route %q: duplicate of route %q", r.Name, first)); err != nil {
-				return nil, err
-			}
-			continue
+		spec.Name = strings.Clone(name)
+		spec.Backends = slices.Clone(spec.Backends)
+		spec.ALPN = cloneALPN(spec.ALPN)
+		rec := routeRec{spec: spec, pools: tb.b.pools(&spec, byScheme, tb.opts.RouteStats)}
+		id = uint32(len(tb.t.recs))
+		tb.t.recs = append(tb.t.recs, rec)
+		if !c.Metrics {
+			tb.in.add(h, id)
 		}
-		byScheme, err := b.route(r)
-		if err != nil {
-			if err := invalid(r.Name, err); err != nil {
-				return nil, err
-			}
-			continue
+	}
+	if name != written {
+		if tb.written == nil {
+			tb.written = make(map[string]string)
 		}
-		names[name] = r.Name
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
-			if len(byScheme[s]) == 0 {
+		tb.written[strings.Clone(name)] = strings.Clone(written)
+	}
+	rec := &tb.t.recs[id]
+	if special {
+		name = strings.Clone(name)
+		tb.t.special[name] = id
+		for s := SchemeHTTP; s <= schemeLast; s++ {
+			p := rec.pools[s]
+			if p == nil {
 				continue
 			}
-			p := newPool(name, r.Balance, byScheme[s], maxSeq)
-			p.Stats = opts.RouteStats.forRoute(name, r.Metrics)
-			if s == SchemeTLS {
-				b.withALPN(p, r, name)
-			}
+			set := &tb.t.sets[s]
 			if name == "*" {
-				t.sets[s].catchAll = p
-			} else if suffix, ok := strings.CutPrefix(name, "*."); ok {
-				t.sets[s].wild[suffix] = p
-				n := strings.Count(suffix, ".") + 1 // <= 127 in a valid name
-				t.sets[s].wildLabels[n/64] |= 1 << (n % 64)
-			} else {
-				t.sets[s].exact[name] = p
+				set.catchAll = p
+				continue
+			}
+			suffix := name[2:]
+			set.wild[suffix] = p
+			n := strings.Count(suffix, ".") + 1 // <= 127 in a valid name
+			set.wildLabels[n/64] |= 1 << (n % 64)
+		}
+		return nil
+	}
+	return tb.t.exact.insert(bytesOf(name), nameHash, pos, id)
+}
+
+// AddSet adds every route of set that over does not name, then over's
+// routes (a nil value removes the name): a route source's routes with the
+// changes since they were published, without copying them.
+func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
+	var err error
+	set.each(func(name []byte, c *RouteSpec) bool {
+		n := unsafe.String(unsafe.SliceData(name), len(name))
+		if _, changed := over[n]; !changed {
+			err = tb.add(n, c)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range over {
+		if r != nil {
+			if err := tb.Add(*r); err != nil {
+				return err
 			}
 		}
-		t.routes = append(t.routes, RouteSpec{Name: name, Backends: slices.Clone(r.Backends), Balance: r.Balance, Health: r.Health, Metrics: r.Metrics, ALPN: cloneALPN(r.ALPN)})
 	}
+	return nil
+}
+
+// Has reports whether a route with the normalised name was added.
+func (tb *Builder) Has(name string) bool { return tb.t.has(name) }
+
+// Table finishes the table; the Builder must not be used any more.
+// defaultName as for NewTable.
+func (tb *Builder) Table(defaultName string) (*Table, error) {
+	t := tb.t
 	def := ""
 	if defaultName != "" {
 		name, err := NormalizeRouteName(defaultName)
-		if err == nil {
-			if _, ok := names[name]; !ok {
-				err = fmt.Errorf("route %q is not defined", defaultName)
-			}
+		if err == nil && !t.has(name) {
+			err = fmt.Errorf("route %q is not defined", defaultName)
 		}
 		if err != nil {
-			if err := invalid(defaultName, fmt.Errorf("default: %w", err)); err != nil {
+			if err := tb.invalid(defaultName, fmt.Errorf("default: %w", err)); err != nil {
 				return nil, err
 			}
 		} else {
 			def = name
 		}
 	}
+	t.recs = slices.Clip(t.recs)
 	t.setDefault(def)
-	t.backends = b.order
-	slices.SortFunc(t.routes, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	t.backends = tb.b.order
+	tb.t, tb.in = nil, nil
 	return t, nil
 }
 
@@ -183,6 +302,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 		ctx:        ctx,
 		resolve:    resolve,
 		health:     opts.Health,
+		check:      opts.CheckBackend,
 		log:        log,
 		addrs:      make(map[string]netip.Addr),
 		backends:   make(map[string]*Backend),
@@ -194,7 +314,7 @@ func newBuilder(ctx context.Context, opts TableOptions) *tableBuilder {
 // setDefault points each scheme's default pool at the route named def (a
 // normalised name that exists), or at the catch-all route "*" when def is "".
 func (t *Table) setDefault(def string) {
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
+	for s := SchemeHTTP; s <= schemeLast; s++ {
 		set := &t.sets[s]
 		switch {
 		case def == "" || def == "*":
@@ -202,10 +322,15 @@ func (t *Table) setDefault(def string) {
 		default:
 			if suffix, ok := strings.CutPrefix(def, "*."); ok {
 				set.def = set.wild[suffix]
-			} else if p, ok := set.exactOver[def]; ok {
-				set.def = p
+			} else if r, ok := t.exactOver[def]; ok {
+				set.def = nil
+				if r != nil {
+					set.def = r.pools[s]
+				}
+			} else if id, ok := t.exact.getString(def); ok {
+				set.def = t.recs[id].pools[s]
 			} else {
-				set.def = set.exact[def]
+				set.def = nil
 			}
 		}
 	}
@@ -215,6 +340,7 @@ type tableBuilder struct {
 	ctx        context.Context
 	resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
 	health     *Health
+	check      func(BackendSpec) error
 	log        *slog.Logger
 	addrs      map[string]netip.Addr      // resolved host names
 	backends   map[string]*Backend        // by URL, shared between routes
@@ -226,8 +352,8 @@ type tableBuilder struct {
 // route builds the backends of r by scheme. Nothing is recorded in the
 // builder unless the whole route is valid, so a skipped route leaves no
 // trace in the table.
-func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
-	var byScheme [SchemeTLS + 1][]*Backend
+func (b *tableBuilder) route(r RouteSpec) ([schemeLast + 1][]*Backend, error) {
+	var byScheme [schemeLast + 1][]*Backend
 	if len(r.Backends) == 0 {
 		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
 	}
@@ -253,7 +379,7 @@ func (b *tableBuilder) route(r RouteSpec) ([SchemeTLS + 1][]*Backend, error) {
 	for _, be := range fresh {
 		b.backends[be.Spec.Raw] = be
 		b.order = append(b.order, be)
-		key := stateKey{be.Spec.Scheme, be.Addr}
+		key := stateKey{be.Spec.Scheme, be.Addr, be.Spec.Path}
 		cfg := &probeConfig{HealthCheck: check, host: be.Spec.Host, proxy: be.Spec.Proxy}
 		st := b.states[key]
 		if st == nil {
@@ -289,6 +415,14 @@ func (b *tableBuilder) backend(raw string, fresh []*Backend) (be *Backend, isNew
 	spec, err := ParseBackend(raw)
 	if err != nil {
 		return nil, false, err
+	}
+	if b.check != nil {
+		if err := b.check(spec); err != nil {
+			return nil, false, fmt.Errorf("backend %q: %w", raw, err)
+		}
+	}
+	if spec.IsUnix() {
+		return buildUnixBackend(spec), true, nil
 	}
 	ip, err := netip.ParseAddr(spec.Host)
 	if err != nil {
@@ -336,7 +470,7 @@ func (b *tableBuilder) lookup(host string) (netip.Addr, error) {
 // longer than 255 bytes give nil; an empty or malformed name gives the
 // default. Allocates nothing.
 func (t *Table) Lookup(s Scheme, name []byte) *Pool {
-	if s != SchemeHTTP && s != SchemeTLS {
+	if s < SchemeHTTP || s > schemeLast {
 		return nil
 	}
 	set := &t.sets[s]
@@ -364,16 +498,18 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		buf[i] = c
 	}
 	key := buf[:len(host)]
-	if len(set.exactOver) > 0 {
-		if p, ok := set.exactOver[string(key)]; ok {
-			if p != nil {
-				return p
+	if len(t.exactOver) > 0 {
+		if r, ok := t.exactOver[string(key)]; ok {
+			if r != nil && r.pools[s] != nil {
+				return r.pools[s]
 			}
-			goto wild // removed by an update
+			goto wild // removed by an update, or no backend of scheme s
 		}
 	}
-	if p := set.exact[string(key)]; p != nil {
-		return p
+	if id, ok := t.exact.get(key); ok {
+		if p := t.recs[id].pools[s]; p != nil {
+			return p
+		}
 	}
 wild:
 	if len(set.wild) > 0 {
@@ -453,22 +589,50 @@ func (t *Table) Len() int {
 	if t.routesOver != nil {
 		return t.nRoutes
 	}
-	return len(t.routes)
+	return t.exact.n + len(t.special)
 }
 
 // Routes returns a copy of the routes with normalised names, sorted by name.
 func (t *Table) Routes() []RouteSpec {
-	out := Overlay(t.routes, t.routesOver)
-	if len(t.routesOver) == 0 {
-		out = slices.Clone(out) // Overlay returned t.routes itself
+	out := make([]RouteSpec, 0, t.Len())
+	add := func(name string, r *RouteSpec) {
+		if _, changed := t.routesOver[name]; changed {
+			return
+		}
+		spec := *r
+		spec.Name = name
+		spec.Backends = slices.Clone(r.Backends)
+		out = append(out, spec)
 	}
-	if t.routesOver != nil {
-		slices.SortFunc(out, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	t.exact.each(func(name []byte, id uint32) bool {
+		add(string(name), &t.recs[id].spec)
+		return true
+	})
+	for name, id := range t.special {
+		add(name, &t.recs[id].spec)
 	}
-	for i := range out {
-		out[i].Backends = slices.Clone(out[i].Backends)
+	for name, r := range t.routesOver {
+		if r != nil {
+			spec := r.spec
+			spec.Name = name
+			spec.Backends = slices.Clone(r.spec.Backends)
+			out = append(out, spec)
+		}
 	}
+	slices.SortFunc(out, func(a, b RouteSpec) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// has reports whether the table holds a route named name (normalised).
+func (t *Table) has(name string) bool {
+	if r, ok := t.routesOver[name]; ok {
+		return r != nil
+	}
+	if _, ok := t.special[name]; ok {
+		return true
+	}
+	_, ok := t.exact.getString(name)
+	return ok
 }
 
 // Router holds the current Table. The engine loads it once per connection;

@@ -138,7 +138,7 @@ func TestNewTableErrors(t *testing.T) {
 		err    string
 	}{
 		{[]RouteSpec{{Name: "a.test", Backends: []string{"htp://x"}}}, "",
-			`route "a.test": parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+			`route "a.test": parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
 		{[]RouteSpec{{Name: "a.test"}}, "", `route "a.test": no backends`},
 		{[]RouteSpec{{Name: "a..test", Backends: []string{"http://127.0.0.1"}}}, "", `invalid route name "a..test"`},
 		{[]RouteSpec{{Name: "a.*.test", Backends: []string{"http://127.0.0.1"}}}, "", `invalid route name "a.*.test"`},
@@ -333,7 +333,7 @@ func TestNewTableOnInvalid(t *testing.T) {
 	}
 	want := []report{
 		{"bad name!", `invalid route name "bad name!" (want a host name, *.suffix or *)`},
-		{"badurl.test", `route "badurl.test": parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+		{"badurl.test", `route "badurl.test": parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
 		{"nxdomain.test", `route "nxdomain.test": resolve backend "http://gone.internal": no such host`},
 		{"empty.test", `route "empty.test": no backends`},
 		{"Good.Test", `route "Good.Test": duplicate of route "good.test"`},

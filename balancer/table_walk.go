@@ -1,40 +1,77 @@
 package balancer
 
 import (
+	"bytes"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // EachRoute calls fn with every route of the table in name order until fn
-// returns false. Unlike Routes it copies nothing per route, so that the admin
+// returns false. Unlike Routes it copies no backend list, so that the admin
 // server can page and count a million routes; fn must not modify r or keep
-// it. Only the names an Update changed are sorted per call.
+// it. The exact names' order is sorted once per index (4 bytes a name, on
+// first use: only the admin pages need it) and shared by every table an
+// Update derives; only the names an Update changed and the wildcards are
+// sorted per call.
 func (t *Table) EachRoute(fn func(r *RouteSpec) bool) {
-	var over []*RouteSpec
-	for _, r := range t.routesOver {
-		if r != nil {
-			over = append(over, r)
+	var rest []*RouteSpec // wildcards, "*" and changed names: few
+	for name, id := range t.special {
+		if _, changed := t.routesOver[name]; !changed {
+			rest = append(rest, named(name, &t.recs[id].spec))
 		}
 	}
-	slices.SortFunc(over, func(a, b *RouteSpec) int { return strings.Compare(a.Name, b.Name) })
+	for name, r := range t.routesOver {
+		if r != nil {
+			rest = append(rest, named(name, &r.spec))
+		}
+	}
+	slices.SortFunc(rest, func(a, b *RouteSpec) int { return strings.Compare(a.Name, b.Name) })
 	j := 0
-	for i := range t.routes {
-		r := &t.routes[i]
-		if _, changed := t.routesOver[r.Name]; changed {
+	var cur RouteSpec
+	for _, off := range t.exact.sorted() {
+		nb := t.exact.name(off)
+		// The chunks are never modified once written: a string over them is safe.
+		name := unsafe.String(unsafe.SliceData(nb), len(nb))
+		if _, changed := t.routesOver[name]; changed {
 			continue
 		}
-		for ; j < len(over) && over[j].Name < r.Name; j++ {
-			if !fn(over[j]) {
+		for ; j < len(rest) && rest[j].Name < name; j++ {
+			if !fn(rest[j]) {
 				return
 			}
 		}
-		if !fn(r) {
+		cur = t.recs[t.exact.id(off)].spec
+		cur.Name = name
+		if !fn(&cur) {
 			return
 		}
 	}
-	for ; j < len(over); j++ {
-		if !fn(over[j]) {
+	for ; j < len(rest); j++ {
+		if !fn(rest[j]) {
 			return
 		}
 	}
+}
+
+// named returns a copy of r's head named name (the backend list is shared).
+func named(name string, r *RouteSpec) *RouteSpec {
+	c := *r
+	c.Name = name
+	return &c
+}
+
+// sorted returns the offsets of every name in byte order, computed once.
+func (x *nameIndex) sorted() []uint32 {
+	x.sortOnce.Do(func() {
+		offs := make([]uint32, 0, x.n)
+		for _, s := range x.slots {
+			if s != 0 {
+				offs = append(offs, uint32(s>>32))
+			}
+		}
+		slices.SortFunc(offs, func(a, b uint32) int { return bytes.Compare(x.name(a), x.name(b)) })
+		x.byName = offs
+	})
+	return x.byName
 }

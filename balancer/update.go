@@ -24,7 +24,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 	b := newBuilder(ctx, opts)
 	type built struct {
 		spec     RouteSpec
-		byScheme [SchemeTLS + 1][]*Backend
+		byScheme [schemeLast + 1][]*Backend
 	}
 	changed := make(map[string]*built, len(set)+len(del))
 	for _, name := range del {
@@ -38,7 +38,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 		name, err := NormalizeRouteName(r.Name)
 		if err == nil {
 			changed[name] = nil // the old route goes even if the new one is bad
-			var byScheme [SchemeTLS + 1][]*Backend
+			var byScheme [schemeLast + 1][]*Backend
 			if byScheme, err = b.route(r); err == nil {
 				r.Name = name
 				r.Backends = slices.Clone(r.Backends)
@@ -53,69 +53,59 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 		opts.OnInvalid(r.Name, err)
 	}
 
-	// The new table shares t's base maps and route list and copies only the
-	// overlays of changes (compacted by the next NewTable).
-	nt = &Table{routes: t.routes, backends: t.backends, nRoutes: t.Len(),
-		routesOver: maps.Clone(t.routesOver), extraBackends: slices.Clip(t.extraBackends)}
+	// The new table shares t's index, records and wildcard maps and copies
+	// only the overlays of changes (compacted by the next NewTable).
+	nt = &Table{exact: t.exact, recs: t.recs, special: t.special, backends: t.backends, nRoutes: t.Len(),
+		exactOver: maps.Clone(t.exactOver), routesOver: maps.Clone(t.routesOver),
+		extraBackends: slices.Clip(t.extraBackends)}
 	if nt.routesOver == nil {
-		nt.routesOver = make(map[string]*RouteSpec, len(changed))
+		nt.routesOver = make(map[string]*routeRec, len(changed))
+	}
+	wildChanged := false
+	for s := SchemeHTTP; s <= schemeLast; s++ {
+		nt.sets[s] = t.sets[s]
 	}
 	for name, r := range changed {
 		had := t.has(name)
-		switch {
-		case r != nil:
-			spec := r.spec
-			nt.routesOver[name] = &spec
+		var rec *routeRec
+		if r != nil {
+			rec = &routeRec{spec: r.spec, pools: b.pools(&r.spec, r.byScheme, opts.RouteStats)}
 			if !had {
 				nt.nRoutes++
 			}
-		case had:
-			nt.routesOver[name] = nil
+		} else if had {
 			nt.nRoutes--
 		}
-	}
-	wildChanged := false
-	for s := SchemeHTTP; s <= SchemeTLS; s++ {
-		old := &t.sets[s]
-		ns := &nt.sets[s]
-		ns.exact, ns.wild = old.exact, old.wild
-		ns.exactOver = maps.Clone(old.exactOver)
-		ns.wildLabels, ns.catchAll = old.wildLabels, old.catchAll
-		wildCloned := false
-		for name, r := range changed {
-			var p *Pool
-			if r != nil && len(r.byScheme[s]) > 0 {
-				p = newPool(name, r.spec.Balance, r.byScheme[s], maxSeq)
-				p.Stats = opts.RouteStats.forRoute(name, r.spec.Metrics)
-				if s == SchemeTLS {
-					b.withALPN(p, r.spec, name)
-				}
+		nt.routesOver[name] = rec
+		switch suffix, wild := strings.CutPrefix(name, "*."); {
+		case name == "*":
+			for s := SchemeHTTP; s <= schemeLast; s++ {
+				nt.sets[s].catchAll = rec.pool(s)
 			}
-			switch suffix, wild := strings.CutPrefix(name, "*."); {
-			case name == "*":
-				ns.catchAll = p
-			case wild:
-				if !wildCloned {
-					// Wildcards are few: their map is copied, not overlaid.
-					ns.wild = maps.Clone(old.wild)
-					wildCloned = true
-				}
-				delete(ns.wild, suffix)
-				if p != nil {
-					ns.wild[suffix] = p
+		case wild:
+			if !wildChanged {
+				// Wildcards are few: their maps are copied, not overlaid.
+				for s := SchemeHTTP; s <= schemeLast; s++ {
+					nt.sets[s].wild = maps.Clone(t.sets[s].wild)
 				}
 				wildChanged = true
-			default:
-				if ns.exactOver == nil {
-					ns.exactOver = make(map[string]*Pool)
-				}
-				ns.exactOver[name] = p // nil hides the base entry
 			}
+			for s := SchemeHTTP; s <= schemeLast; s++ {
+				delete(nt.sets[s].wild, suffix)
+				if p := rec.pool(s); p != nil {
+					nt.sets[s].wild[suffix] = p
+				}
+			}
+		default:
+			if nt.exactOver == nil {
+				nt.exactOver = make(map[string]*routeRec)
+			}
+			nt.exactOver[name] = rec // nil hides the base entry
 		}
 	}
 	if wildChanged {
 		// A removed wildcard may have been the only one with its label count.
-		for s := SchemeHTTP; s <= SchemeTLS; s++ {
+		for s := SchemeHTTP; s <= schemeLast; s++ {
 			ns := &nt.sets[s]
 			ns.wildLabels = [2]uint64{}
 			for suffix := range ns.wild {
@@ -145,32 +135,10 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 	return nt, b.order, nil
 }
 
-// has reports whether the table holds a route named name (normalised).
-func (t *Table) has(name string) bool {
-	if r, ok := t.routesOver[name]; ok {
-		return r != nil
+// pool returns the pool of scheme s; nil for a nil record.
+func (r *routeRec) pool(s Scheme) *Pool {
+	if r == nil {
+		return nil
 	}
-	_, ok := slices.BinarySearchFunc(t.routes, name, func(r RouteSpec, n string) int { return strings.Compare(r.Name, n) })
-	return ok
-}
-
-// Overlay returns base without the routes that over names, followed by
-// over's routes (a nil value marks a removed name). base is not modified;
-// without over it is returned as is.
-func Overlay(base []RouteSpec, over map[string]*RouteSpec) []RouteSpec {
-	if len(over) == 0 {
-		return base
-	}
-	out := make([]RouteSpec, 0, len(base)+len(over))
-	for _, r := range base {
-		if _, changed := over[r.Name]; !changed {
-			out = append(out, r)
-		}
-	}
-	for _, r := range over {
-		if r != nil {
-			out = append(out, *r)
-		}
-	}
-	return out
+	return r.pools[s]
 }

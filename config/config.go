@@ -1,7 +1,7 @@
 // Package config reads portier's YAML configuration file. Every error names
 // the file, the line and the key it is about, on one line:
 //
-//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)
+//	examples/demo.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)
 package config
 
 import (
@@ -24,7 +24,7 @@ import (
 type Listener struct {
 	Name     string
 	Address  string // canonical "ip:port": "127.0.0.1:8080", "[::1]:8443"
-	Protocol string // "http" (route by Host header) or "tls" (route by SNI)
+	Protocol string // "http" (route by Host header), "tls" (route by SNI) or "quic" (UDP, route by the SNI of QUIC Initials)
 	// AcceptProxy: connections start with a PROXY protocol header (v1 or v2)
 	// from a load balancer in front, accepted only from TrustedProxies.
 	AcceptProxy    bool
@@ -41,6 +41,7 @@ type Timeouts struct {
 	Connect   time.Duration // to connect to a backend
 	Idle      time.Duration // without traffic in either direction
 	Shutdown  time.Duration // SIGTERM: how long open connections may finish (default 30s)
+	QUICIdle  time.Duration // quic flows without a datagram either way (default 30s)
 }
 
 // Limits bound per-connection resources.
@@ -48,6 +49,12 @@ type Limits struct {
 	MaxHeaderBytes      int // bytes buffered while looking for the Host header or SNI
 	MaxConnections      int // open client connections overall; 0: unlimited
 	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
+	// PerIPIPv6Prefix is how many leading bits of an IPv6 client address
+	// max_connections_per_ip counts as one client (default 64: a host
+	// usually owns a whole /64).
+	PerIPIPv6Prefix int
+	MaxFlows        int // open quic flows overall; 0: the engine's default (100000)
+	MaxFlowsPerIP   int // open quic flows per client address; 0: unlimited
 }
 
 // Defaults and bounds.
@@ -56,6 +63,7 @@ const (
 	DefaultConnect        = 3 * time.Second
 	DefaultIdle           = 300 * time.Second
 	DefaultShutdown       = 30 * time.Second
+	DefaultQUICIdle       = 30 * time.Second // QUIC's common max_idle_timeout
 	DefaultMaxHeaderBytes = 16384
 	MinMaxHeaderBytes     = 1024
 	MaxMaxHeaderBytes     = 1 << 20
@@ -105,6 +113,10 @@ type Redis struct {
 	Resync         time.Duration // full resync period (default 30s)
 	SnapshotFile   string        // last routes seen, loaded at start when Redis is down
 	ShareHealth    bool          // share backend health with the fleet through Redis (default true)
+	// NotifyOff (notify_keyspace_events: off) leaves the server's
+	// notify-keyspace-events alone; by default (auto) portier adds the
+	// classes it needs with CONFIG SET.
+	NotifyOff bool
 }
 
 // Error is a configuration error at a line of a file. Err is the underlying
@@ -155,7 +167,7 @@ func Parse(data []byte, filename string) (*Config, error) {
 	p := parser{file: filename}
 	cfg := &Config{
 		Path:     filename,
-		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown},
+		Timeouts: Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
 		Limits:   Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 	}
 	if err := p.config(&doc, cfg); err != nil {
@@ -475,12 +487,19 @@ func (p *parser) listeners(n *yaml.Node, cfg *Config) error {
 		}
 		l.Address = addr
 		// Port 0 asks the kernel for a free port each time: never a duplicate.
-		if first, dup := addrs[addr]; dup && !strings.HasSuffix(addr, ":0") {
+		akey := addr // a quic listener binds UDP: the same address may serve tcp too
+		if l.Protocol == "quic" {
+			akey = "udp " + addr
+		}
+		if first, dup := addrs[akey]; dup && !strings.HasSuffix(addr, ":0") {
 			return p.errorf(nodes[1], path+".address", "duplicate listener address %s (first at line %d)", addr, first)
 		}
-		addrs[addr] = nodes[1].Line
-		if l.Protocol != "http" && l.Protocol != "tls" {
-			return p.errorf(nodes[2], path+".protocol", "unknown protocol %q (want http or tls)", l.Protocol)
+		addrs[akey] = nodes[1].Line
+		if l.Protocol != "http" && l.Protocol != "tls" && l.Protocol != "quic" {
+			return p.errorf(nodes[2], path+".protocol", "unknown protocol %q (want http, tls or quic)", l.Protocol)
+		}
+		if l.Protocol == "quic" && l.AcceptProxy {
+			return p.errorf(acceptNode, path+".accept_proxy", "the PROXY protocol is TCP only; a quic listener cannot take it")
 		}
 		if fwdNode != nil && l.Protocol != "http" {
 			return p.errorf(fwdNode, path+".forwarded_headers", "only http listeners add forwarding headers (TLS passes through; use ?proxy=v1|v2 on backends)")
@@ -638,7 +657,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 }
 
 func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
-	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "timeouts", []string{"handshake", "connect", "idle", "shutdown", "quic_idle"}, func(key string, k, v *yaml.Node) error {
 		d, err := p.duration(v, "timeouts."+key)
 		if err != nil {
 			return err
@@ -652,27 +671,40 @@ func (p *parser) timeouts(n *yaml.Node, t *Timeouts) error {
 			t.Idle = d
 		case "shutdown":
 			t.Shutdown = d
+		case "quic_idle":
+			t.QUICIdle = d
 		}
 		return nil
 	})
 }
 
 func (p *parser) limits(n *yaml.Node, l *Limits) error {
-	return p.fields(n, "limits", []string{"max_header_bytes", "max_connections", "max_connections_per_ip"}, func(key string, k, v *yaml.Node) error {
+	return p.fields(n, "limits", []string{"max_header_bytes", "max_connections", "max_connections_per_ip", "per_ip_ipv6_prefix", "max_flows", "max_flows_per_ip"}, func(key string, k, v *yaml.Node) error {
 		path := "limits." + key
 		n, err := p.integer(v, path)
 		if err != nil {
 			return err
 		}
 		switch key {
-		case "max_connections", "max_connections_per_ip":
+		case "per_ip_ipv6_prefix":
+			if n < 1 || n > 128 {
+				return p.errorf(v, path, "%d out of range 1..128", n)
+			}
+			l.PerIPIPv6Prefix = n
+			return nil
+		case "max_connections", "max_connections_per_ip", "max_flows", "max_flows_per_ip":
 			if n < 0 || n > 1<<30 {
 				return p.errorf(v, path, "%d out of range 0..%d (0: unlimited)", n, 1<<30)
 			}
-			if key == "max_connections" {
+			switch key {
+			case "max_connections":
 				l.MaxConnections = n
-			} else {
+			case "max_connections_per_ip":
 				l.MaxConnectionsPerIP = n
+			case "max_flows":
+				l.MaxFlows = n
+			default:
+				l.MaxFlowsPerIP = n
 			}
 			return nil
 		}

@@ -28,12 +28,12 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.apps.test", Backends: []string{"http://127.0.0.1:9003"}},
 			},
 			Default:  "app1.test",
-			Timeouts: Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown},
+			Timeouts: Timeouts{Handshake: 5 * time.Second, Connect: 3 * time.Second, Idle: 300 * time.Second, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
 			Limits:   Limits{MaxHeaderBytes: 16384},
 		}},
 		{"minimal.yaml", Config{
 			Listeners: []Listener{{Name: "web", Address: "127.0.0.1:8080", Protocol: "http", Line: 2}},
-			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown},
+			Timeouts:  Timeouts{Handshake: DefaultHandshake, Connect: DefaultConnect, Idle: DefaultIdle, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
 			Limits:    Limits{MaxHeaderBytes: DefaultMaxHeaderBytes},
 		}},
 		{"full.yaml", Config{
@@ -46,7 +46,7 @@ func TestLoadGood(t *testing.T) {
 				{Name: "*.example", Backends: []string{"tls://[::1]:9443?weight=3&proxy=v2"}},
 			},
 			Default:  "shop.example",
-			Timeouts: Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown},
+			Timeouts: Timeouts{Handshake: 1500 * time.Millisecond, Connect: time.Second, Idle: time.Hour, Shutdown: DefaultShutdown, QUICIdle: DefaultQUICIdle},
 			Limits:   Limits{MaxHeaderBytes: 65536},
 			Loops:    4,
 		}},
@@ -72,7 +72,8 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Listeners) != 2 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" {
+	if len(cfg.Listeners) != 3 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Protocol != "tls" ||
+		cfg.Listeners[2].Protocol != "quic" {
 		t.Errorf("listeners: %+v", cfg.Listeners)
 	}
 	tab, err := balancer.NewTable(context.Background(), cfg.Routes, cfg.Default, balancer.TableOptions{})
@@ -89,7 +90,7 @@ func TestDemo(t *testing.T) {
 
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
-		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http or tls)`},
+		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
 		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
@@ -145,7 +146,7 @@ func TestParseBad(t *testing.T) {
 		{"listener empty name", "listeners:\n  - {name: '', address: 127.0.0.1:80, protocol: http}\n", `2: listeners[0].name: empty name`},
 		{"listener null name", "listeners:\n  - name:\n    address: 127.0.0.1:80\n", `2: listeners[0].name: want a string, got nothing`},
 		{"listener name list", "listeners:\n  - name: [a]\n", `2: listeners[0].name: want a string, got a list`},
-		{"bad protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n    protocol: https\n", `4: listeners[0].protocol: unknown protocol "https" (want http or tls)`},
+		{"bad protocol", "listeners:\n  - name: web\n    address: 127.0.0.1:80\n    protocol: https\n", `4: listeners[0].protocol: unknown protocol "https" (want http, tls or quic)`},
 		{"duplicate address", head + "  - name: web2\n    address: 127.0.0.1:8080\n    protocol: tls\n", `4: listeners[1].address: duplicate listener address 127.0.0.1:8080 (first at line 2)`},
 		{"duplicate address canonical", "listeners:\n  - {name: a, address: '[::1]:80', protocol: http}\n  - {name: b, address: '[0:0::1]:80', protocol: tls}\n",
 			`3: listeners[1].address: duplicate listener address [::1]:80 (first at line 2)`},
@@ -169,7 +170,7 @@ func TestParseBad(t *testing.T) {
 		{"backend bad option", head + "routes:\n  a.test:\n    - http://127.0.0.1:1\n    - tls://[::1]:2?weight=0\n",
 			`6: routes["a.test"][1]: parse backend "tls://[::1]:2?weight=0": weight "0": want an integer 1..1000`},
 		{"backend unknown option", head + "routes:\n  a.test: [\"http://127.0.0.1:1?wieght=2\"]\n",
-			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy or drain)`},
+			`4: routes["a.test"][0]: parse backend "http://127.0.0.1:1?wieght=2": unknown option "wieght" (want weight, proxy, drain or source)`},
 		{"duplicate wildcard", head + "routes:\n  '*.a.test': [http://127.0.0.1:1]\n  '*.A.test': [http://127.0.0.1:1]\n", `5: routes["*.A.test"]: duplicate route name (first at line 4)`},
 
 		// default
@@ -178,7 +179,7 @@ func TestParseBad(t *testing.T) {
 		{"default null", head + "default:\n", `3: default: want a string, got nothing`},
 
 		// timeouts
-		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown)`},
+		{"timeout unknown key", head + "timeouts: {handshake: 1s, read: 2s}\n", `3: timeouts.read: unknown key (want handshake, connect, idle, shutdown, quic_idle)`},
 		{"timeout no unit", head + "timeouts:\n  idle: 300\n", `4: timeouts.idle: invalid duration "300" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout garbage", head + "timeouts:\n  connect: soon\n", `4: timeouts.connect: invalid duration "soon" (want a number with a unit, like 5s or 300ms)`},
 		{"timeout zero", head + "timeouts:\n  connect: 0s\n", `4: timeouts.connect: duration "0s" must be positive`},
@@ -191,7 +192,7 @@ func TestParseBad(t *testing.T) {
 		{"limit too big", head + "limits:\n  max_header_bytes: 1048577\n", `4: limits.max_header_bytes: 1048577 out of range 1024..1048576`},
 		{"limit not an int", head + "limits:\n  max_header_bytes: 16k\n", `4: limits.max_header_bytes: want an integer, got "16k"`},
 		{"limit float", head + "limits:\n  max_header_bytes: 2048.0\n", `4: limits.max_header_bytes: want an integer, got "2048.0"`},
-		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip)`},
+		{"limit unknown key", head + "limits:\n  max_body_bytes: 2048\n", `4: limits.max_body_bytes: unknown key (want max_header_bytes, max_connections, max_connections_per_ip, per_ip_ipv6_prefix, max_flows, max_flows_per_ip)`},
 
 		// loops
 		{"loops negative", head + "loops: -1\n", `3: loops: -1 out of range 0..1024 (0: one per CPU)`},
@@ -252,11 +253,11 @@ func TestParseGood(t *testing.T) {
 		check      func(*Config) bool
 	}{
 		{"defaults", head, func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second} &&
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, 300 * time.Second, 30 * time.Second, 30 * time.Second} &&
 				c.Limits.MaxHeaderBytes == 16384 && c.Loops == 0 && c.Default == "" && c.Routes == nil
 		}},
 		{"partial timeouts keep defaults", head + "timeouts: {idle: 1m}\n", func(c *Config) bool {
-			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second}
+			return c.Timeouts == Timeouts{5 * time.Second, 3 * time.Second, time.Minute, 30 * time.Second, 30 * time.Second}
 		}},
 		{"limit bounds", head + "limits: {max_header_bytes: 1024}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1024 }},
 		{"limit hex", head + "limits: {max_header_bytes: 0x100000}\n", func(c *Config) bool { return c.Limits.MaxHeaderBytes == 1<<20 }},

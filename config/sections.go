@@ -119,7 +119,7 @@ func (p *parser) health(n *yaml.Node, path string, h *balancer.HealthCheck) erro
 func (p *parser) redis(n *yaml.Node, cfg *Config) error {
 	r := &Redis{Schema: "hipache", Resync: DefaultResync, ShareHealth: true}
 	var urlNode *yaml.Node
-	known := []string{"url", "sentinel", "cluster", "schema", "resync", "snapshot_file", "share_health"}
+	known := []string{"url", "sentinel", "cluster", "schema", "resync", "snapshot_file", "share_health", "notify_keyspace_events"}
 	err := p.fields(n, "redis", known, func(key string, k, v *yaml.Node) error {
 		kp := "redis." + key
 		switch key {
@@ -172,6 +172,15 @@ func (p *parser) redis(n *yaml.Node, cfg *Config) error {
 			return err
 		case "share_health":
 			return p.boolean(v, kp, &r.ShareHealth)
+		case "notify_keyspace_events":
+			s, err := p.str(v, kp)
+			if err != nil {
+				return err
+			}
+			if s != "auto" && s != "off" {
+				return p.errorf(v, kp, "%q: want auto (portier enables what it needs) or off (leave the server's setting; changes apply at each resync unless the server already notifies)", s)
+			}
+			r.NotifyOff = s == "off"
 		}
 		return nil
 	})

@@ -25,14 +25,14 @@ func TestSectionsGood(t *testing.T) {
 		{"default health", "health: {check: none, interval: 5s}\n", func(c *Config) bool {
 			return c.Health.Kind == balancer.CheckNone && c.Health.Interval == 5*time.Second
 		}},
-		{"redis", "redis: {url: 'redis://127.0.0.1:6379/2', schema: sets, resync: 5s, snapshot_file: /tmp/r.json, share_health: false}\n",
+		{"redis", "redis: {url: 'redis://127.0.0.1:6379/2', schema: sets, resync: 5s, snapshot_file: /tmp/r.json, share_health: false, notify_keyspace_events: off}\n",
 			func(c *Config) bool {
 				r := c.Redis
 				return r != nil && r.URL == "redis://127.0.0.1:6379/2" && r.Schema == "sets" && r.Resync == 5*time.Second &&
-					r.SnapshotFile == "/tmp/r.json" && !r.ShareHealth
+					r.SnapshotFile == "/tmp/r.json" && !r.ShareHealth && r.NotifyOff
 			}},
 		{"redis defaults", "redis: {url: 'redis://127.0.0.1'}\n", func(c *Config) bool {
-			return c.Redis.Schema == "hipache" && c.Redis.Resync == DefaultResync && c.Redis.ShareHealth
+			return c.Redis.Schema == "hipache" && c.Redis.Resync == DefaultResync && c.Redis.ShareHealth && !c.Redis.NotifyOff
 		}},
 		{"redis sentinel", "redis: {sentinel: {master: m, addresses: ['127.0.0.1:26379']}}\n", func(c *Config) bool {
 			return c.Redis.SentinelMaster == "m" && len(c.Redis.SentinelAddrs) == 1
@@ -47,8 +47,9 @@ func TestSectionsGood(t *testing.T) {
 		}},
 		{"access log short", "access_log: '-'\n", func(c *Config) bool { return c.AccessLog.Path == "-" && c.AccessLog.Format == "json" }},
 		{"retries 0", "retries: 0\n", func(c *Config) bool { return c.Retries == -1 }},
-		{"limits", "limits: {max_connections: 1000, max_connections_per_ip: 10}\n", func(c *Config) bool {
-			return c.Limits.MaxConnections == 1000 && c.Limits.MaxConnectionsPerIP == 10 && c.Limits.MaxHeaderBytes == DefaultMaxHeaderBytes
+		{"limits", "limits: {max_connections: 1000, max_connections_per_ip: 10, per_ip_ipv6_prefix: 56}\n", func(c *Config) bool {
+			return c.Limits.MaxConnections == 1000 && c.Limits.MaxConnectionsPerIP == 10 && c.Limits.MaxHeaderBytes == DefaultMaxHeaderBytes &&
+				c.Limits.PerIPIPv6Prefix == 56
 		}},
 		{"shutdown", "timeouts: {shutdown: 2s}\n", func(c *Config) bool { return c.Timeouts.Shutdown == 2*time.Second }},
 	}
@@ -90,6 +91,7 @@ func TestSectionsBad(t *testing.T) {
 		{"access log format", "access_log: {format: xml}\n", "c.yaml:2: access_log.format: unknown format \"xml\""},
 		{"retries", "retries: 11\n", "c.yaml:2: retries: 11 out of range 0..10"},
 		{"max conns", "limits: {max_connections: -1}\n", "c.yaml:2: limits.max_connections: -1 out of range"},
+		{"v6 prefix", "limits: {per_ip_ipv6_prefix: 129}\n", "c.yaml:2: limits.per_ip_ipv6_prefix: 129 out of range 1..128"},
 	}
 	for _, tc := range tests {
 		_, err := Parse([]byte(sectionsHead+tc.yaml), "c.yaml")

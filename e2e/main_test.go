@@ -51,11 +51,19 @@ var listeningRE = regexp.MustCompile(`msg=listening listener=(\S+) address=(\S+)
 // logged its bound listeners.
 func startPortier(t *testing.T, yaml string, args ...string) *process {
 	t.Helper()
+	return startPortierVia(t, nil, yaml, args...)
+}
+
+// startPortierVia is startPortier with the binary run by a wrapper command
+// (e.g. "ip netns exec NS"), which must exec it in the same process.
+func startPortierVia(t *testing.T, wrapper []string, yaml string, args ...string) *process {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "portier.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(portierBin, append([]string{"-config", cfg}, args...)...)
+	argv := append(append(append([]string(nil), wrapper...), portierBin, "-config", cfg), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,9 @@ const (
 	fTrusted                       // client: its direct peer is in the listener's trusted_proxies
 	fCounted                       // client: counted in the per-IP connection counts
 	fReplay                        // client: its first bytes may be sent again to another backend
+	fExamined                      // client: its first bytes were parsed once (later reads only search for the head's end)
+	fOutArmed                      // registered for EPOLLOUT (backends from the start, clients after a short write)
+	fConnErr                       // EPOLLERR was reported (a failed connect)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend
@@ -47,6 +50,7 @@ type conn struct {
 	kind  uint8
 	state uint8
 	flags uint16
+	scan  uint32 // client in its handshake: where the search for the end of the head resumes
 
 	peer *conn
 	ln   *listener // client and listener: the listener it came from
@@ -70,7 +74,10 @@ type conn struct {
 	tries   int
 
 	// timer list membership
-	list       uint8
+	list uint8
+	// gen tells this socket's epoll events from those of an earlier socket
+	// with the same descriptor number (see epollToken).
+	gen        uint16
 	prev, next *conn
 	since      int64 // when it entered its list
 	active     int64 // client: last time a byte moved either way

@@ -24,9 +24,9 @@ func (l *loop) connectNext(c *conn) {
 			break
 		}
 		c.tries++
-		bc, err := l.dial(b)
+		bc, err := l.dial(c, b)
 		if err != nil {
-			l.backendFailed(c, b, "backend connect failed", err)
+			l.dialFailed(c, b, err)
 			continue
 		}
 		b.Acquire()
@@ -40,9 +40,10 @@ func (l *loop) connectNext(c *conn) {
 	l.reject(c, rejNoBackend, nil, nil)
 }
 
-// dial starts a non-blocking connect on the loop; completion arrives as EPOLLOUT.
-func (l *loop) dial(b *balancer.Backend) (*conn, error) {
-	fam, sa, salen := l.rawSockaddr(b.Addr)
+// dial starts a non-blocking connect to b for client c on the loop;
+// completion arrives as EPOLLOUT.
+func (l *loop) dial(c *conn, b *balancer.Backend) (*conn, error) {
+	fam, sa, salen := l.backendSockaddr(b)
 	fd, err := sysSocket(fam)
 	if err != nil {
 		if err == unix.EMFILE || err == unix.ENFILE {
@@ -50,16 +51,25 @@ func (l *loop) dial(b *balancer.Backend) (*conn, error) {
 		}
 		return nil, err
 	}
-	sysNoDelay(fd)
+	if fam != unix.AF_UNIX {
+		sysNoDelay(fd)
+	}
+	if err := l.bindSource(fd, fam, c.remote, b); err != nil {
+		sysClose(fd)
+		return nil, err
+	}
 	if err := sysConnect(fd, sa, salen); err != nil && err != unix.EINPROGRESS {
 		sysClose(fd)
 		return nil, err
 	}
-	if err := l.register(fd); err != nil {
+	bc := l.newConn(fd, kindBackend)
+	if err := l.register(bc); err != nil {
+		l.conns[fd] = nil
 		sysClose(fd)
+		bc.reset()
+		l.free = append(l.free, bc)
 		return nil, err
 	}
-	bc := l.newConn(fd, kindBackend)
 	bc.state = stConnecting
 	l.setList(bc, listConnect)
 	return bc, nil
@@ -67,13 +77,15 @@ func (l *loop) dial(b *balancer.Backend) (*conn, error) {
 
 // connected completes a backend's connect and starts forwarding.
 func (l *loop) connected(bc *conn) {
-	if !l.peerConnected(bc.fd) {
+	// The event is this socket's (its generation matched), so EPOLLOUT
+	// without an error means the connect completed: no getpeername.
+	if bc.flags&fConnErr != 0 {
 		soerr, err := unix.GetsockoptInt(bc.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr == 0 {
-			return // stale event: still connecting
-		}
 		if err == nil {
-			err = unix.Errno(soerr)
+			err = unix.ECONNREFUSED
+			if soerr != 0 {
+				err = unix.Errno(soerr)
+			}
 		}
 		l.connectFailed(bc, err)
 		return
@@ -140,7 +152,7 @@ func (l *loop) backendFailed(c *conn, b *balancer.Backend, msg string, err error
 	l.e.stats.ConnectFailures.Add(1)
 	b.ConnectFailed()
 	c.failed = b
-	l.e.opts.Logger.Warn(msg, "client", c.remote, "route", c.pool.Name, "backend", b.Addr, "err", err)
+	l.logBackendFailed(c, b, msg, err)
 }
 
 // proxyHeader renders the PROXY protocol header announcing c's client to its
@@ -155,13 +167,18 @@ func (l *loop) proxyHeader(c *conn, pp balancer.ProxyProtocol, first, out []byte
 	}
 	var name, alpn []byte
 	if c.ln.spec.Scheme == balancer.SchemeTLS {
-		if parser.ParseClientHello(first, &l.hello) == nil {
+		if parser.ParseClientHello(first, l.e.opts.MaxHeaderBytes, &l.hello) == nil {
 			name = l.hello.ServerName
 			// The backend negotiates ALPN; announce the client's first preference.
 			alpn, _, _ = parser.NextProtocol(l.hello.ALPN)
 		}
-	} else if parser.ParseRequestHead(first, &l.head) == nil {
-		name = l.head.Host
+	} else if c.h.pre > 0 {
+		name = c.h.fr.Head.Host // the first head, framed when routed
+	} else {
+		l.fr.Reset()
+		if _, _, err := l.fr.Next(first, l.e.opts.MaxHeaderBytes); err == nil {
+			name = l.fr.Head.Host
+		}
 	}
 	return proxyproto.AppendV2(out, c.remote, c.local, name, alpn)
 }

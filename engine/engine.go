@@ -23,6 +23,7 @@ import (
 
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/eventlog"
 	"github.com/portier/portier/routetop"
 )
 
@@ -61,13 +62,23 @@ type Options struct {
 	IdleTimeout      time.Duration // no byte either way (default 300s)
 	MaxHeaderBytes   int           // request head / ClientHello limit (default 16 KiB)
 	Retries          int           // further backends tried after a failed connect (default 2; <0: none)
-	Logger           *slog.Logger  // default slog.Default()
+	Logger           *slog.Logger  // default slog.Default(); the loops' lines go through the event log
+	// LogQueue is each loop's event log queue (default 1024 lines); LogBurst
+	// how many lines of one kind a loop logs per second before it
+	// summarises the rest (default 10; <0: no limit).
+	LogQueue, LogBurst int
 
 	MaxConnections      int // open client connections overall; 0: unlimited
 	MaxConnectionsPerIP int // open client connections per client address; 0: unlimited
+	// PerIPv6Prefix is the IPv6 prefix length counted as one client
+	// address by MaxConnectionsPerIP (default 64).
+	PerIPv6Prefix int
 
 	// AccessLog, if set, gets one record per client connection when it ends.
 	AccessLog *accesslog.Log
+
+	QUIC QUICOptions // quic listeners
+
 	// RouteTop, if set, is told each routed connection's name and bytes
 	// when it ends (top routes by traffic).
 	RouteTop *routetop.Top
@@ -97,6 +108,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.QUIC.setDefaults()
 }
 
 // Engine is a set of event loops serving the same listeners.
@@ -106,6 +118,11 @@ type Engine struct {
 	addrs []netip.AddrPort // bound address per listener spec
 	stats Stats
 	perIP *ipCounts // nil without max_connections_per_ip
+	// limitedLoops counts loops that stopped accepting at max_connections.
+	limitedLoops atomic.Int32
+	// events carries the loops' log lines to one writer goroutine.
+	events *eventlog.Log
+	q      engineQUIC
 
 	wg       sync.WaitGroup
 	stopTick chan struct{}
@@ -123,8 +140,12 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("engine: no router")
 	}
 	e := &Engine{opts: opts, stopTick: make(chan struct{})}
+	e.events = eventlog.New(opts.Logger.Handler(), eventlog.Options{Queue: opts.LogQueue, Burst: opts.LogBurst})
 	if opts.MaxConnectionsPerIP > 0 {
-		e.perIP = new(ipCounts)
+		e.perIP = newIPCounts(opts.PerIPv6Prefix)
+	}
+	if opts.QUIC.MaxFlowsPerIP > 0 {
+		e.q.perIP = newIPCounts(opts.PerIPv6Prefix)
 	}
 	e.stats.Listeners = make([]ListenerStats, len(opts.Listeners))
 	for i, l := range opts.Listeners {
@@ -183,6 +204,7 @@ func (e *Engine) Start() {
 		e.wg.Add(1)
 		go func(l *loop) {
 			defer e.wg.Done()
+			defer close(l.exited)
 			l.run()
 		}(l)
 	}
@@ -216,19 +238,32 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if e.closed.Load() || !e.draining.CompareAndSwap(false, true) {
 		return e.Close()
 	}
-	var wg sync.WaitGroup
-	for _, l := range e.loops {
-		wg.Add(1)
+	// A loop that has exited (its poller failed) never runs the task: skip
+	// it, and never wait past ctx.
+	stopped := make([]chan struct{}, len(e.loops))
+	for i, l := range e.loops {
+		done := make(chan struct{})
+		stopped[i] = done
 		l.trigger(func(any) error {
 			l.stopListening()
-			wg.Done()
+			close(done)
 			return nil
 		})
 	}
-	wg.Wait()
+	for i, l := range e.loops {
+		select {
+		case <-stopped[i]:
+		case <-l.exited:
+		case <-ctx.Done():
+			_ = e.Close()
+			return ctx.Err()
+		}
+	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for e.stats.Open.Load() > 0 {
+	// QUIC flows keep their listener (their datagrams arrive on it) and
+	// end when idle.
+	for e.stats.Open.Load() > 0 || e.q.open.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			_ = e.Close()
@@ -260,6 +295,7 @@ func (e *Engine) closeLoops() {
 	for _, l := range e.loops {
 		l.release()
 	}
+	e.events.Close() // after the loops: their last lines are written
 }
 
 // tick is how often each loop expires deadlines; timeouts are this coarse.

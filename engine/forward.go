@@ -71,6 +71,13 @@ func (l *loop) pump(src *conn) {
 				return
 			}
 			src.flags = src.flags&^fReadReady | fReadEOF
+			if src.kind == kindClient && idleHTTP(src) {
+				// Every answer is out and nothing is half-sent: the backend
+				// connection has no more use; close both (no half-close, no
+				// waiting for the backend's FIN), as HAProxy does.
+				l.closePair(src)
+				return
+			}
 			if dst.pend == nil {
 				l.passFIN(dst)
 			}
@@ -99,13 +106,17 @@ func (l *loop) socketFailed(c *conn, err error) {
 }
 
 // send writes b to dst and keeps what the socket cannot take in dst.pend.
-// It reports false when the pair was closed.
+// It reports false when the pair was closed. A short write means the
+// socket's buffer is full: it is not written again just to collect EAGAIN.
 func (l *loop) send(dst *conn, b []byte) bool {
-	for len(b) > 0 {
+	if len(b) == 0 {
+		return true
+	}
+	for {
 		w, err := sysWrite(dst.fd, b)
 		if w > 0 {
 			b = b[w:]
-			continue
+			break
 		}
 		if err == unix.EINTR {
 			continue
@@ -120,6 +131,7 @@ func (l *loop) send(dst *conn, b []byte) bool {
 		dst.flags &^= fWriteReady
 		dst.pend = append(l.getBuf(), b...)
 		dst.pendOff = 0
+		l.armWrite(dst)
 	}
 	return true
 }
@@ -130,6 +142,10 @@ func (l *loop) flush(dst *conn) {
 		w, err := sysWrite(dst.fd, dst.pend[dst.pendOff:])
 		if w > 0 {
 			dst.pendOff += w
+			if dst.pendOff < len(dst.pend) {
+				dst.flags &^= fWriteReady // short: the buffer is full again
+				return
+			}
 			continue
 		}
 		if err == unix.EINTR {
@@ -162,6 +178,12 @@ func (l *loop) flush(dst *conn) {
 func (l *loop) passFIN(dst *conn) {
 	if dst.h != nil && (dst.h.mode == httpStopped || dst.h.mode == httpAwait101) {
 		l.finishStopped(dst)
+		return
+	}
+	if p := dst.peer; p != nil && dst.flags&fReadEOF != 0 && p.flags&(fReadEOF|fWriteShut) == fReadEOF|fWriteShut {
+		// Both directions are over with this FIN: close sends it, without
+		// a shutdown first (dst's input was read to its end, so no RST).
+		l.closePair(dst)
 		return
 	}
 	l.shutWrite(dst)
@@ -235,7 +257,7 @@ func (l *loop) closeConn(c *conn) {
 		c.backend.Release()
 	}
 	if c.flags&fCounted != 0 {
-		l.e.perIP.release(c.remote.Addr().Unmap())
+		l.e.perIP.release(c.remote.Addr())
 	}
 	if c.kind == kindClient {
 		l.ended(c)
@@ -252,6 +274,7 @@ func (l *loop) closeConn(c *conn) {
 // ended accounts for a client connection that is closing.
 func (l *loop) ended(c *conn) {
 	l.e.stats.Open.Add(-1)
+	l.e.slotFreed()
 	ls := &l.e.stats.Listeners[c.ln.idx]
 	ls.Open.Add(-1)
 	o := c.outcome
@@ -269,7 +292,7 @@ func (l *loop) ended(c *conn) {
 			t.Observe(p.Name, c.bytesUp, c.bytesDown)
 		}
 	}
-	if al := l.e.opts.AccessLog; al != nil && c.log != nil {
+	if al := l.alog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{
 			Start:     c.log.wall,

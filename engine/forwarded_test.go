@@ -258,15 +258,19 @@ func TestSmugglingRejected(t *testing.T) {
 			}
 		})
 		t.Run("pipelined "+tt.name, func(t *testing.T) {
-			// Everything in the first bytes is checked before dialling.
+			// In the same read as a valid request, as in a later read: the
+			// valid one is forwarded and answered, then the 400; the bad
+			// one (head or body) never reaches the backend.
 			seen.Store(0)
 			got := string(rawExchange(t, p.httpAddr, []byte("GET /ok HTTP/1.1\r\nHost: sm.test\r\n\r\n"+tt.req)))
-			if !strings.HasPrefix(got, "HTTP/1.1 400 ") || seen.Load() != 0 {
-				t.Fatalf("got %q (backend saw %d), want 400 before any backend", got, seen.Load())
+			ok, rest, _ := strings.Cut(got, "body=0\n")
+			if !strings.HasPrefix(ok, "HTTP/1.1 200 ") || !strings.Contains(ok, "path=/ok") ||
+				!strings.HasPrefix(rest, "HTTP/1.1 400 ") || !strings.Contains(rest, "request framing rejected") || seen.Load() != 1 {
+				t.Fatalf("got %q (backend saw %d), want 200 for /ok, then 400", got, seen.Load())
 			}
 		})
 	}
-	if !strings.Contains(p.log.String(), "frame request: both Content-Length and Transfer-Encoding") {
+	if !p.log.has("frame request: both Content-Length and Transfer-Encoding") {
 		t.Error("no log line names the framing problem")
 	}
 }
@@ -438,5 +442,29 @@ func TestForwardingHeadersBehindAcceptProxy(t *testing.T) {
 	want := "path=/pp\nxff=203.0.113.7\nxfp=http\nxfport=8081\nforwarded=for=203.0.113.7;host=\"fw.test\";proto=http\n"
 	if !strings.Contains(got, want) {
 		t.Fatalf("backend saw %q, want %q", got, want)
+	}
+}
+
+// TestValidThenMalformedOneRead: a valid request followed in the same read by
+// a malformed one behaves as when the two come in separate reads: the valid
+// one is forwarded and answered, then the 400 comes and the connection closes.
+func TestValidThenMalformedOneRead(t *testing.T) {
+	var seen atomic.Int64
+	be := echoHeaders(t, &seen)
+	p := startProxy(t, []balancer.RouteSpec{{Name: "mf.test", Backends: []string{"http://" + be}}}, "", nil)
+	for _, tt := range []struct{ name, bad, reason string }{
+		{"bad header line", "GET /bad HTTP/1.1\r\nHost: mf.test\r\nBad Header\r\n\r\n", "malformed request"},
+		{"not HTTP", "\x16\x03\x01\x00\x05hello", "not the listener's protocol"},
+		{"userinfo in the target", "GET http://u@mf.test/ HTTP/1.1\r\nHost: mf.test\r\n\r\n", "malformed request"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			seen.Store(0)
+			got := string(rawExchange(t, p.httpAddr, []byte("GET /ok HTTP/1.2\r\nHost: mf.test\r\n\r\n"+tt.bad)))
+			ok, rest, _ := strings.Cut(got, "body=0\n")
+			if !strings.HasPrefix(ok, "HTTP/1.1 200 ") || !strings.Contains(ok, "path=/ok") ||
+				!strings.HasPrefix(rest, "HTTP/1.1 400 ") || !strings.Contains(rest, tt.reason) || seen.Load() != 1 {
+				t.Fatalf("got %q (backend saw %d), want 200 for /ok, then 400 %s", got, seen.Load(), tt.reason)
+			}
+		})
 	}
 }

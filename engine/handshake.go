@@ -2,6 +2,8 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -12,50 +14,63 @@ import (
 	"github.com/portier/portier/proxyproto"
 )
 
-// accept takes up to acceptsPerEvent pending connections; it reports
-// whether more may be pending.
+// accept takes one pending connection; it reports whether more may be
+// pending. One per event: the level-triggered listener reports the next one
+// at the poller's next look (which follows every batch anyway), so a short
+// batch does not end with an accept4 that only returns EAGAIN.
 func (l *loop) accept(ln *conn) bool {
-	for i := 0; i < acceptsPerEvent; i++ {
-		fd, remote, err := l.accept4(ln.fd)
-		if err != nil {
-			switch err {
-			case unix.EAGAIN:
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-				l.pauseAccept(err)
-			default:
-				l.e.opts.Logger.Error("accept failed", "listener", ln.ln.spec.Name, "err", err)
-			}
-			return false
+	if !l.takeSlot() {
+		return false // at max_connections: the rest wait in the backlog
+	}
+	var fd int
+	var remote netip.AddrPort
+	for {
+		var err error
+		fd, remote, err = l.accept4(ln.fd)
+		if err == nil {
+			break
 		}
-		c := l.newConn(fd, kindClient)
-		c.state = stHandshake
-		c.ln = ln.ln
-		c.remote = remote
-		if err := l.register(fd); err != nil {
-			l.e.opts.Logger.Error("epoll add failed", "client", remote, "err", err)
-			l.conns[fd] = nil
-			sysClose(fd)
-			c.reset()
-			l.free = append(l.free, c)
+		switch err {
+		case unix.EINTR, unix.ECONNABORTED:
 			continue
+		case unix.EAGAIN:
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.pauseAccept(err)
+		default:
+			l.logLoop(slog.LevelError, kindAcceptFailed, "accept failed", ln.ln.spec.Name, err)
 		}
-		if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
-			c.flags |= fTrusted
-		}
-		l.e.stats.Accepted.Add(1)
+		l.giveSlot()
+		return false
+	}
+	c := l.newConn(fd, kindClient)
+	c.state = stHandshake
+	c.ln = ln.ln
+	c.remote = remote
+	if err := l.register(c); err != nil {
+		l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
+		l.conns[fd] = nil
+		sysClose(fd)
+		c.reset()
+		l.free = append(l.free, c)
+		l.giveSlot()
+		return true
+	}
+	if len(ln.ln.spec.TrustedProxies) > 0 && ln.ln.spec.trusted(remote.Addr()) {
+		c.flags |= fTrusted
+	}
+	l.e.stats.Accepted.Add(1)
+	if l.e.opts.MaxConnections <= 0 { // else counted by takeSlot
 		l.e.stats.Open.Add(1)
-		ls := &l.e.stats.Listeners[ln.ln.idx]
-		ls.Accepted.Add(1)
-		ls.Open.Add(1)
-		if l.e.opts.AccessLog != nil {
-			c.log = &connLog{wall: time.Now()}
-		}
-		l.setList(c, listHandshake)
-		if !c.ln.spec.AcceptProxy && !l.admit(c) {
-			continue
-		}
+	}
+	ls := &l.e.stats.Listeners[ln.ln.idx]
+	ls.Accepted.Add(1)
+	ls.Open.Add(1)
+	if l.e.opts.AccessLog != nil {
+		c.log = &connLog{wall: time.Now()}
+	}
+	l.setList(c, listHandshake)
+	if !c.ln.spec.AcceptProxy {
+		l.admit(c)
 	}
 	return true
 }
@@ -82,21 +97,10 @@ func (l *loop) stopListening() {
 // out: a level-triggered listener would otherwise wake the loop in a spin.
 func (l *loop) pauseAccept(err error) {
 	if l.acceptPaused == 0 {
-		l.e.opts.Logger.Warn("accept paused: out of resources", "err", err, "loop", l.id)
+		l.logLoop(slog.LevelWarn, kindAcceptPaused, "accept paused: out of resources", "", err)
 	}
 	l.acceptPaused = acceptPauseTicks
-	for _, ln := range l.lns {
-		_ = l.poller.Delete(ln.fd)
-	}
-}
-
-func (l *loop) resumeAccept() {
-	for _, ln := range l.lns {
-		if ln.fd >= 0 {
-			l.pa.FD = ln.fd
-			_ = l.poller.AddRead(&l.pa, false)
-		}
-	}
+	l.armListeners()
 }
 
 // handshakeRead buffers a client's first bytes and examines them.
@@ -145,48 +149,47 @@ func (l *loop) examine(c *conn) {
 		return
 	}
 	data := c.first.B
-	var (
-		name []byte
-		err  error
-	)
-	tlsListener := c.ln.spec.Scheme == balancer.SchemeTLS
-	if tlsListener {
-		err = parser.ParseClientHello(data, &l.hello)
-		name = l.hello.ServerName
-	} else {
-		err = parser.ParseRequestHead(data, &l.head)
-		name = l.head.Host
+	if c.ln.spec.Scheme != balancer.SchemeTLS {
+		l.examineHTTP(c, data)
+		return
 	}
+	err := parser.ParseClientHello(data, l.e.opts.MaxHeaderBytes, &l.hello)
 	switch {
 	case err == nil:
-		if tlsListener {
-			// Until the backend's first byte, nothing was agreed: the
-			// ClientHello can go to another backend.
-			c.flags |= fReplay
-		} else if !l.checkFirstFraming(c, data) {
-			return
-		}
+		// Until the backend's first byte, nothing was agreed: the
+		// ClientHello can go to another backend. An SSLv2-format one has no
+		// SNI and goes to the default route, if there is one.
+		c.flags |= fReplay
 		if l.e.opts.AccessLog != nil {
-			l.noteName(c, name, tlsListener)
+			l.noteName(c, l.hello.ServerName, true)
 		}
-		l.route(c, name)
+		l.route(c, l.hello.ServerName)
 	case errors.Is(err, parser.ErrNeedMore):
-		switch {
-		case len(data) > l.e.opts.MaxHeaderBytes:
-			l.reject(c, rejTooLarge, nil, nil)
-		case c.flags&fReadEOF != 0 && len(data) == 0:
-			l.closeConn(c) // connected and left: a probe, nothing to answer
-		case c.flags&fReadEOF != 0:
-			l.reject(c, rejTruncated, nil, nil)
-		}
+		l.needMore(c, len(data))
+	case errors.Is(err, parser.ErrTooLarge):
+		l.reject(c, rejTooLarge, nil, err)
 	case errors.Is(err, parser.ErrNotThisProtocol):
-		if tlsListener && !errors.Is(parser.ParseRequestHead(data, &l.head), parser.ErrNotThisProtocol) {
+		l.fr.Reset()
+		if _, _, herr := l.fr.Next(data, l.e.opts.MaxHeaderBytes); !errors.Is(herr, parser.ErrNotThisProtocol) {
 			l.reject(c, rejPlainHTTPOnTLS, nil, err)
 			return
 		}
 		l.reject(c, rejNotProtocol, nil, err)
 	default:
 		l.reject(c, rejMalformed, nil, err)
+	}
+}
+
+// needMore handles first bytes that are not complete yet: over the limit,
+// closed by the client, or waiting for more.
+func (l *loop) needMore(c *conn, n int) {
+	switch {
+	case n > l.e.opts.MaxHeaderBytes:
+		l.reject(c, rejTooLarge, nil, nil)
+	case c.flags&fReadEOF != 0 && n == 0:
+		l.closeConn(c) // connected and left: a probe, nothing to answer
+	case c.flags&fReadEOF != 0:
+		l.reject(c, rejTruncated, nil, nil)
 	}
 }
 
@@ -226,7 +229,7 @@ func (l *loop) route(c *conn, name []byte) {
 	}
 	c.pool = pool
 	c.tries = 0
-	if c.ln.spec.Scheme == balancer.SchemeHTTP {
+	if c.ln.spec.Scheme == balancer.SchemeHTTP && c.h == nil {
 		c.h = l.getHTTP()
 	}
 	c.state = stWaitPeer
@@ -274,10 +277,6 @@ func (l *loop) drop(c *conn, reason string, cause error) {
 	l.e.stats.Rejected.Add(1)
 	l.e.stats.Rejects[ReasonProxyHeader].Add(1)
 	c.outcome = OutcomeRejected
-	if cause != nil {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason, "detail", cause.Error())
-	} else {
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(), "reason", reason)
-	}
+	l.logRejectedReason(c, uint8(ReasonProxyHeader), reason, nil, cause, 0, 0)
 	l.closeConn(c)
 }

@@ -33,6 +33,17 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// has waits (up to 5 s) for a line containing sub: the loops' lines are
+// written by the event log's writer goroutine, shortly after the event.
+func (w *testLogWriter) has(sub string) bool {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(w.String(), sub); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 func (w *testLogWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -36,6 +37,13 @@ type httpConn struct {
 	// reject, once the backend's answer is out, is sent to the client before closing
 	// (a later request that broke the framing rules).
 	reject *rejection
+	// pre: the first head (that many bytes of the first bytes) was framed
+	// by fr when the connection was routed; it is forwarded without being
+	// parsed again.
+	pre int
+	// cutErr: the first bytes ended with a malformed request after complete
+	// ones; it is answered once their answers are out.
+	cutErr error
 	// downAtHead is the client's bytesDown when the latest head was sent:
 	// equal now means the backend has not begun to answer it.
 	downAtHead int64
@@ -74,43 +82,108 @@ func (l *loop) putHTTP(h *httpConn) {
 	}
 }
 
-// checkFirstFraming runs the framing rules over a client's buffered first
-// bytes before any backend is dialled, so that a smuggling attempt in the
-// first request gets its 400 without reaching a backend. It reports whether
-// the bytes may be forwarded.
-func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
-	f := &l.fr
-	f.Reset()
+// examineHTTP frames a client's buffered first bytes before any backend is
+// dialled: the first request's Host picks the route (the same parser frames
+// every later request), and a malformed first request or a smuggling
+// attempt in it gets its answer without reaching a backend. Complete
+// requests followed by a malformed one are forwarded and answered first; the
+// malformed one is answered after them, as when it arrives in a later read.
+//
+// The bytes are parsed when they arrive first (so that another protocol is
+// told at once) and then only once they may hold the end of the head, the
+// limit or the client's EOF: in between, a read costs a search of its own
+// bytes for a line feed, not a parse of everything buffered.
+func (l *loop) examineHTTP(c *conn, data []byte) {
+	from := int(c.scan)
+	c.scan = uint32(max(len(data)-2, 0))
+	if c.flags&fExamined != 0 && len(data) <= l.e.opts.MaxHeaderBytes && c.flags&fReadEOF == 0 && !headMayEnd(data, from) {
+		return
+	}
+	c.flags |= fExamined
+	// The first head is framed by the framer that will follow the
+	// connection, so that it is not parsed again when it is forwarded; the
+	// rest of the first bytes is checked with the loop's framer.
+	h := l.getHTTP()
+	f := &h.fr
 	// One complete request of an idempotent method may be replayed to
 	// another backend if the first one fails before answering (as nginx's
 	// proxy_next_upstream does); a POST may already have had its effect.
 	heads, replayable := 0, true
-	defer func() {
-		if heads == 1 && replayable && f.AtBoundary() {
-			c.flags |= fReplay
-		}
-	}()
-	for len(data) > 0 {
-		step, n, err := f.Next(data, l.e.opts.MaxHeaderBytes)
+	var name []byte
+	good := 0 // bytes up to the last request boundary
+	var bad error
+	for rest := data; len(rest) > 0; {
+		step, n, err := f.Next(rest, l.e.opts.MaxHeaderBytes)
 		if err != nil {
-			if errors.Is(err, parser.ErrNeedMore) {
-				return true
+			if !errors.Is(err, parser.ErrNeedMore) {
+				bad = err
 			}
-			l.reject(c, framingRejection(err), nil, err)
-			return false
+			break
 		}
+		rest = rest[n:]
 		if step == parser.StepTunnel {
 			replayable = false
-			return true
+			break
 		}
 		if step == parser.StepHead {
 			heads++
+			if heads == 1 {
+				name = f.Head.Host // aliases data, which outlives the framer's next head
+				h.pre = n
+				l.fr = h.fr
+				f = &l.fr
+			}
 			m := string(f.Head.Method)
 			replayable = replayable && m != "POST" && m != "PATCH" && m != "LOCK" && !f.Head.Upgrade
 		}
-		data = data[n:]
+		if f.AtBoundary() {
+			good = len(data) - len(rest)
+		}
 	}
-	return true
+	switch {
+	case bad != nil && good == 0: // the first request itself
+		l.putHTTP(h)
+		l.reject(c, requestRejection(bad), nil, bad)
+		return
+	case heads == 0:
+		l.putHTTP(h)
+		l.needMore(c, len(data))
+		return
+	}
+	if heads == 1 && replayable && f.AtBoundary() {
+		c.flags |= fReplay
+	}
+	if bad != nil {
+		// Only the complete requests go out; the rest of the client's
+		// bytes is never read.
+		c.first.B = c.first.B[:good]
+	}
+	if l.e.opts.AccessLog != nil {
+		l.noteName(c, name, false)
+	}
+	c.h = h
+	l.route(c, name)
+	if bad != nil && c.h != nil && c.state == stWaitPeer {
+		c.h.cutErr = bad
+	}
+}
+
+// headMayEnd reports whether data, searched from index from on, has a line
+// feed followed by an empty line (CRLF or a bare LF): the end of a head, or
+// something the framer will refuse.
+func headMayEnd(data []byte, from int) bool {
+	for i := from; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		p := i + j
+		if p+1 < len(data) && data[p+1] == '\n' || p+2 < len(data) && data[p+1] == '\r' && data[p+2] == '\n' {
+			return true
+		}
+		i = p + 1
+	}
+	return false
 }
 
 // upHTTP forwards client bytes of an http listener to the backend bc: request
@@ -120,6 +193,7 @@ func (l *loop) checkFirstFraming(c *conn, data []byte) bool {
 func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	h := c.h
 	data := fresh
+	var body []byte // the rest of a fresh read when it is all body: sent without a copy
 	if len(h.carry) > 0 {
 		h.carry = append(h.carry, fresh...)
 		data = h.carry
@@ -127,12 +201,19 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	rest := data
 	for len(rest) > 0 && h.mode == httpFraming {
 		atHead := h.fr.AtBoundary()
-		step, n, err := h.fr.Next(rest, l.e.opts.MaxHeaderBytes)
+		var step parser.Step
+		var n int
+		var err error
+		if h.pre > 0 {
+			step, n, h.pre = parser.StepHead, h.pre, 0
+		} else {
+			step, n, err = h.fr.Next(rest, l.e.opts.MaxHeaderBytes)
+		}
 		if err != nil {
 			if errors.Is(err, parser.ErrNeedMore) {
 				break
 			}
-			l.stopHTTP(c, framingRejection(err), err)
+			l.stopHTTP(c, requestRejection(err), err)
 			if !atHead {
 				// The request's head already went out: its backend must not
 				// answer a request cut short, so the pair is torn down now.
@@ -170,13 +251,24 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 				h.mode = httpAwait101
 			}
 		default: // body or tunnel bytes
-			out = append(out, rest[:n]...)
+			if len(out) == 0 && n == len(rest) && len(h.carry) == 0 {
+				body = rest
+			} else {
+				out = append(out, rest[:n]...)
+			}
 		}
 		rest = rest[n:]
+	}
+	if h.cutErr != nil && h.mode == httpFraming {
+		l.stopHTTP(c, requestRejection(h.cutErr), h.cutErr)
+		h.cutErr = nil
 	}
 	// Keep what could not be forwarded yet: an incomplete head, or bytes
 	// that follow an Upgrade request until the backend accepts it.
 	l.keep(&h.carry, rest)
+	if len(body) > 0 && !l.sendOrdered(bc, body) {
+		return out, false
+	}
 	if len(out) > 0 && !l.sendOrdered(bc, out) {
 		return out, false
 	}
@@ -186,13 +278,19 @@ func (l *loop) upHTTP(c, bc *conn, fresh, out []byte) ([]byte, bool) {
 	return out, true
 }
 
-// framingRejection is the answer to a framing error: 431 for a head over
-// the limit, 400 for everything else.
-func framingRejection(err error) *rejection {
-	if errors.Is(err, parser.ErrTooLarge) {
+// requestRejection is the answer to a request the framer refused: 431 for a
+// head over the limit, 400 for everything else (logged as another protocol,
+// a framing violation or a malformed request).
+func requestRejection(err error) *rejection {
+	switch {
+	case errors.Is(err, parser.ErrTooLarge):
 		return rejTooLarge
+	case errors.Is(err, parser.ErrNotThisProtocol):
+		return rejNotProtocol
+	case errors.Is(err, parser.ErrFraming):
+		return rejBadFraming
 	}
-	return rejBadFraming
+	return rejMalformed
 }
 
 // sameRoute reports whether a later request's host routes to the pool the
@@ -212,8 +310,7 @@ func (l *loop) stopHTTP(c *conn, r *rejection, cause error) {
 		h.reject = r
 		l.e.stats.Rejected.Add(1)
 		l.e.stats.Rejects[r.code].Add(1)
-		l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
-			"reason", r.reason, "detail", cause.Error(), "status", r.status)
+		l.logRejected(c, r, nil, cause, r.status, 0)
 	}
 }
 

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
@@ -11,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
+	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
 )
@@ -18,7 +22,6 @@ import (
 const (
 	readBufSize      = 64 << 10 // one read; also the most a connection holds in user space per direction
 	readsPerEvent    = 4        // reads per wakeup before other connections get a turn
-	acceptsPerEvent  = 64
 	maxFreeConns     = 4096
 	maxFreeBufs      = 64
 	lingerTimeout    = 2 * time.Second
@@ -47,24 +50,37 @@ type loop struct {
 	readySpare []*conn
 	readyQueue bool
 
-	acceptPaused int // ticks left before listeners are re-armed after EMFILE
+	acceptPaused int  // ticks left before listeners are re-armed after EMFILE
+	lnArmed      bool // the listening sockets are in the poller
+	// limited: accepting paused at max_connections; resumeQueued: an
+	// unlimitTask is on its way. Both are read by other loops.
+	limited, resumeQueued atomic.Bool
+
+	epfd int    // the poller's epoll descriptor (epollFD)
+	gen  uint16 // generation of the latest registered socket
 
 	hello parser.ClientHello
-	head  parser.RequestHead
 	fr    parser.RequestFramer // checks a client's first bytes before dialling
 	out   []byte               // rewritten client bytes on their way to a backend
 
 	httpFree []*httpConn
-	rec      accesslog.Record // scratch for the access log (copied by Log)
+	rec      accesslog.Record    // scratch for the access log (copied by Log)
+	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	ev       *eventlog.Producer  // this loop's event log queue
+	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
 
-	raw4   unix.RawSockaddrInet4
-	raw6   unix.RawSockaddrInet6
+	sa     rawsock.Sockaddr // a backend's address, for connect
+	src    rawsock.Sockaddr // a client's address, for source=client's bind
 	rsa    unix.RawSockaddrAny
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask queue.Func
+	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+
+	exited chan struct{} // closed when run has returned
+
+	q *quicLoop // nil without quic listeners
 }
 
 func newLoop(e *Engine, id int) (*loop, error) {
@@ -72,13 +88,23 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loop{id: id, e: e, poller: p, buf: make([]byte, readBufSize), now: time.Now().UnixNano()}
+	epfd, err := epollFD(p)
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	l := &loop{id: id, e: e, poller: p, epfd: epfd, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
+		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	if e.opts.AccessLog != nil {
+		l.alog = e.opts.AccessLog.Producer()
+	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)
 	l.idles.init(listIdle)
 	l.lingers.init(listLinger)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
 	l.readyTask = func(any) error { l.runReady(); return nil }
+	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
 		return gerrors.ErrEngineShutdown
@@ -96,12 +122,13 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
-		l.e.opts.Logger.Error("event loop stopped", "loop", l.id, "err", err)
+		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
 }
 
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)
@@ -112,6 +139,7 @@ func (l *loop) release() {
 }
 
 func (l *loop) closeAll() {
+	l.quicCloseAll()
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			l.conns[ln.fd] = nil
@@ -150,13 +178,20 @@ func (l *loop) setConn(fd int, c *conn) {
 	l.conns[fd] = c
 }
 
-func (l *loop) onEvent(fd int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+	fd := token & (1<<genShift - 1)
+	if l.q != nil && l.quicEvent(fd) {
+		return nil
+	}
 	if fd >= len(l.conns) {
 		return nil
 	}
 	c := l.conns[fd]
-	if c == nil {
-		return nil
+	if c == nil || int(c.gen) != token>>genShift {
+		return nil // an event of a closed socket whose descriptor number was reused
+	}
+	if ev&unix.EPOLLERR != 0 {
+		c.flags |= fConnErr
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.flags |= fReadReady

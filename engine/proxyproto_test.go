@@ -18,30 +18,33 @@ import (
 // ppEchoBackend parses the PROXY header portier sends and answers with what
 // it announced, as an HTTP response.
 func ppEchoBackend(t *testing.T) string {
-	return testutil.RawBackend(t, func(c *net.TCPConn) {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		br := bufio.NewReader(c)
-		buf, _ := br.Peek(16)
-		var h proxyproto.Header
-		var n int
-		var err error
-		for {
-			n, err = proxyproto.Parse(buf, &h)
-			if err != proxyproto.ErrNeedMore {
-				break
-			}
-			if buf, err = br.Peek(len(buf) + 1); err != nil {
-				return
-			}
+	return testutil.RawBackend(t, func(c *net.TCPConn) { ppEcho(c) })
+}
+
+// ppEcho serves one connection of ppEchoBackend.
+func ppEcho(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	buf, _ := br.Peek(16)
+	var h proxyproto.Header
+	var n int
+	var err error
+	for {
+		n, err = proxyproto.Parse(buf, &h)
+		if err != proxyproto.ErrNeedMore {
+			break
 		}
-		body := fmt.Sprintf("err=%v", err)
-		if err == nil {
-			br.Discard(n)
-			body = fmt.Sprintf("v%d src=%s dst=%s authority=%s alpn=%s", h.Version, h.Src, h.Dst, h.Authority, h.ALPN)
+		if buf, err = br.Peek(len(buf) + 1); err != nil {
+			return
 		}
-		testutil.SkipHead(br)
-		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	})
+	}
+	body := fmt.Sprintf("err=%v", err)
+	if err == nil {
+		br.Discard(n)
+		body = fmt.Sprintf("v%d src=%s dst=%s authority=%s alpn=%s", h.Version, h.Src, h.Dst, h.Authority, h.ALPN)
+	}
+	testutil.SkipHead(br)
+	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
 
 func TestProxyProtocolToBackends(t *testing.T) {
@@ -93,7 +96,7 @@ func TestAcceptProxyFromTrustedOnly(t *testing.T) {
 	if resp := rawExchange(t, p.httpAddr, []byte(req)); len(resp) != 0 {
 		t.Errorf("no PROXY header: got %q, want a close", resp)
 	}
-	if !strings.Contains(p.log.String(), "missing or malformed PROXY header") {
+	if !p.log.has("missing or malformed PROXY header") {
 		t.Error("no log line for the missing header")
 	}
 	// Not from a trusted proxy: closed and logged.

@@ -60,7 +60,7 @@ func TestHTTPRejections(t *testing.T) {
 		})
 	}
 	for _, reason := range []string{"no route for this name", "no backend reachable", "malformed request", "too large", "handshake timeout"} {
-		if !strings.Contains(p.log.String(), reason) {
+		if !p.log.has(reason) {
 			t.Errorf("no log line says %q", reason)
 		}
 	}

@@ -61,7 +61,7 @@ func TestReplayWhenBackendFailsBeforeAnswering(t *testing.T) {
 		if hits.Load() == 0 {
 			t.Fatalf("reset=%v: the dying backend was never tried", reset)
 		}
-		if !strings.Contains(p.log.String(), "backend failed before answering; trying another") {
+		if !p.log.has("backend failed before answering; trying another") {
 			t.Errorf("reset=%v: no log line for the replay", reset)
 		}
 	}

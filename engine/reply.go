@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
@@ -84,26 +82,16 @@ func (l *loop) reject(c *conn, r *rejection, name []byte, cause error) {
 	l.e.stats.Rejects[r.code].Add(1)
 	c.outcome = OutcomeRejected
 	c.reason = r
-	attrs := []slog.Attr{
-		slog.String("listener", c.ln.spec.Name),
-		slog.String("client", c.remote.String()),
-		slog.String("reason", r.reason),
-	}
-	if name != nil {
-		attrs = append(attrs, slog.String("name", string(name)))
-	}
-	if cause != nil {
-		attrs = append(attrs, slog.String("detail", cause.Error()))
-	}
+	status, alert := 0, 0
 	if c.ln.spec.Scheme == balancer.SchemeHTTP || r == rejPlainHTTPOnTLS {
-		attrs = append(attrs, slog.Int("status", r.status))
+		status = r.status
 		_, _ = sysWrite(c.fd, r.reply)
 	} else if r.alert != 0 {
-		attrs = append(attrs, slog.Int("alert", int(r.alert)))
+		alert = int(r.alert)
 		// A fatal alert record: content type 21, TLS 1.2 record version, level 2.
 		_, _ = sysWrite(c.fd, []byte{21, 3, 3, 0, 2, 2, r.alert})
 	}
-	l.e.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "rejected", attrs...)
+	l.logRejected(c, r, name, cause, status, alert)
 
 	if c.first != nil {
 		putFirst(c.first)

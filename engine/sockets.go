@@ -2,11 +2,14 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"unsafe"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/balancer"
 )
 
 const listenBacklog = 4096
@@ -14,6 +17,9 @@ const listenBacklog = 4096
 // listen binds spec on this loop with SO_REUSEPORT so every loop accepts on
 // the same port and the kernel spreads connections between them.
 func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.AddrPort, error) {
+	if spec.Scheme == balancer.SchemeQUIC {
+		return l.listenQUIC(idx, spec, ap)
+	}
 	fam, sa := sockaddrOf(ap)
 	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -50,16 +56,18 @@ func (l *loop) listen(idx int, spec ListenerSpec, ap netip.AddrPort) (netip.Addr
 		return fail("getsockname", err)
 	}
 	ap = addrPortOf(bound)
+	// Level-triggered: a listener we stop accepting on (EMFILE,
+	// max_connections) is removed from the poller, so no event is lost and
+	// none spins. It is recorded only once registered: fail closes fd, and a
+	// listener left in l.lns would be closed again by release, perhaps
+	// after its number was reused.
+	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
+		return fail("epoll add", err)
+	}
 	c := l.newConn(fd, kindListener)
 	c.state = stListen
 	c.ln = &listener{idx: idx, spec: spec}
 	l.lns = append(l.lns, c)
-	// Level-triggered: a listener we stop accepting on (EMFILE) is removed
-	// from the poller, so no event is lost and none spins.
-	if err := l.poller.AddRead(&netpoll.PollAttachment{FD: fd}, false); err != nil {
-		l.conns[fd] = nil
-		return fail("epoll add", err)
-	}
 	return ap, nil
 }
 
@@ -107,19 +115,35 @@ func (l *loop) accept4(fd int) (int, netip.AddrPort, error) {
 	return int(nfd), rawAddrPort(&l.rsa), nil
 }
 
-// peerConnected reports whether fd's connect completed (getpeername succeeds).
-// It guards against a stale EPOLLOUT for a reused descriptor number.
-func (l *loop) peerConnected(fd int) bool {
-	l.rsaLen = unix.SizeofSockaddrAny
-	_, _, errno := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&l.rsa)),
-		uintptr(unsafe.Pointer(&l.rsaLen)))
-	return errno == 0
+// register adds c's socket to the poller, edge-triggered: a client for
+// reads only (EPOLLOUT is added on its first short write, so registering
+// raises no wake-up that only says "writable"), a connecting backend for
+// writes too (the connect completes with EPOLLOUT).
+func (l *loop) register(c *conn) error {
+	if c.fd >= 1<<genShift {
+		return unix.EMFILE // the epoll token has 22 bits for the descriptor
+	}
+	l.gen++
+	if l.gen == 0 || l.gen >= 1<<(31-genShift) {
+		l.gen = 1
+	}
+	c.gen = l.gen
+	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+	if c.kind == kindBackend {
+		ev |= unix.EPOLLOUT
+		c.flags |= fOutArmed
+	}
+	return l.epollCtl(unix.EPOLL_CTL_ADD, c, ev)
 }
 
-// register adds fd to the poller, edge-triggered, for reads and writes.
-func (l *loop) register(fd int) error {
-	l.pa.FD = fd
-	return l.poller.AddReadWrite(&l.pa, true)
+// armWrite adds EPOLLOUT to a client that could not take all its bytes.
+func (l *loop) armWrite(c *conn) {
+	if c.flags&fOutArmed == 0 {
+		c.flags |= fOutArmed
+		if err := l.epollCtl(unix.EPOLL_CTL_MOD, c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT|unix.EPOLLET); err != nil {
+			l.logLoop(slog.LevelError, kindPollFailed, "epoll mod failed", "", err)
+		}
+	}
 }
 
 // localAddr returns the address fd is bound to, without allocating.

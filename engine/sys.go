@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"net/netip"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -69,19 +68,4 @@ func sysShutdownWrite(fd int) error {
 		return e
 	}
 	return nil
-}
-
-// rawSockaddr fills the loop's kernel sockaddr for ap without allocating.
-func (l *loop) rawSockaddr(ap netip.AddrPort) (family int, sa unsafe.Pointer, salen uintptr) {
-	port := ap.Port()
-	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		l.raw4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
-		p := (*[2]byte)(unsafe.Pointer(&l.raw4.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
-		return unix.AF_INET, unsafe.Pointer(&l.raw4), unix.SizeofSockaddrInet4
-	}
-	l.raw6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
-	p := (*[2]byte)(unsafe.Pointer(&l.raw6.Port))
-	p[0], p[1] = byte(port>>8), byte(port)
-	return unix.AF_INET6, unsafe.Pointer(&l.raw6), unix.SizeofSockaddrInet6
 }

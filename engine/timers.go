@@ -83,8 +83,7 @@ func (l *loop) sweep() {
 		if c.ln.spec.Scheme == balancer.SchemeHTTP {
 			l.reject(c, rejTimeout, nil, nil)
 		} else {
-			l.e.opts.Logger.Warn("rejected", "listener", c.ln.spec.Name, "client", c.remote.String(),
-				"reason", rejTimeout.reason)
+			l.logRejected(c, rejTimeout, nil, nil, 0, 0)
 			l.e.stats.Rejected.Add(1)
 			l.e.stats.Rejects[ReasonTimeout].Add(1)
 			c.outcome, c.reason = OutcomeRejected, rejTimeout
@@ -101,13 +100,15 @@ func (l *loop) sweep() {
 	for c := l.lingers.head; c != nil && l.now-c.since >= int64(lingerTimeout); c = l.lingers.head {
 		l.closeConn(c)
 	}
+	l.quicSweep()
 	if l.e.draining.Load() {
 		l.closeIdleHTTP()
 	}
+	l.ev.Tick(time.Unix(0, l.now))
 	if l.acceptPaused > 0 {
 		l.acceptPaused--
 		if l.acceptPaused == 0 {
-			l.resumeAccept()
+			l.armListeners()
 		}
 	}
 }

@@ -20,7 +20,7 @@ sleep 1
 
 cat <<'TXT'
 
-portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0.0.1:8443).
+portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0.0.1:8443, QUIC on 127.0.0.1:8443/udp).
 
   Status page: http://127.0.0.1:9090/
   (from another machine: ssh -L 9090:127.0.0.1:9090 <this host>, then open http://127.0.0.1:9090/)
@@ -37,6 +37,10 @@ Try:
   curl -vk --resolve app1.test:8443:127.0.0.1 https://app1.test:8443/
   # unknown SNI -> fatal TLS alert unrecognized_name (112)
   openssl s_client -connect 127.0.0.1:8443 -servername nope.test </dev/null
+  # HTTP/3: QUIC passed through by the SNI of its Initial packets (this curl lacks --http3; the Go client does it)
+  bin/h3get -k -connect 127.0.0.1:8443 https://app1.test/
+  # unknown name over QUIC -> CONNECTION_CLOSE with CRYPTO_ERROR 0x170 (alert 112 unrecognized_name) at once
+  bin/h3get -k -connect 127.0.0.1:8443 https://nope.test/
   # the admin server: Prometheus metrics, routes with backend health, liveness
   curl -s http://127.0.0.1:9090/metrics | grep '^portier_'
   curl -s http://127.0.0.1:9090/routes

@@ -1,5 +1,7 @@
 package parser
 
+import "bytes"
+
 // TLS constants (RFC 8446 5.1, 4; RFC 6066 3; RFC 7301 3.1).
 const (
 	recordHeaderLen    = 5
@@ -8,15 +10,25 @@ const (
 	recordHandshake    = 22
 	typeClientHello    = 1
 
-	extServerName    = 0
-	extALPN          = 16
-	extPreSharedKey  = 41
-	maxHighExtension = 64 // distinct extension types >= 256 tracked for duplicate detection
+	extServerName     = 0
+	extALPN           = 16
+	extPreSharedKey   = 41
+	extRenegotiation  = 0xff01
+	extNextProtoNeg   = 13172
+	sslv2HeaderLen    = 2
+	sslv2HelloMinBody = 9 // msg_type, version, three lengths
 )
 
-// MaxClientHelloLen bounds the ClientHello body (as crypto/tls's maxHandshake
-// does); a longer declared length is rejected before it is buffered.
-const MaxClientHelloLen = 65536
+// DefaultMaxHelloLen is the limit ParseClientHello uses when maxLen <= 0.
+const DefaultMaxHelloLen = 16 << 10
+
+// openSSLKnown marks the extension types below 64 that OpenSSL recognises
+// (ssl/statem/extensions.c ext_defs): like OpenSSL, a duplicate is refused
+// only for those (and renegotiation_info, next_protocol_negotiation); other
+// types may repeat, and their number is bounded only by the size limit.
+const openSSLKnown uint64 = 1<<0 | 1<<1 | 1<<5 | 1<<10 | 1<<11 | 1<<12 | 1<<13 | 1<<14 | 1<<16 | 1<<18 |
+	1<<19 | 1<<20 | 1<<21 | 1<<22 | 1<<23 | 1<<27 | 1<<35 | 1<<41 | 1<<42 | 1<<43 | 1<<44 | 1<<45 |
+	1<<47 | 1<<49 | 1<<50 | 1<<51
 
 // ClientHello holds what the router needs from a TLS ClientHello.
 type ClientHello struct {
@@ -28,6 +40,9 @@ type ClientHello struct {
 	// Len is the number of input bytes taken by the TLS records that carried
 	// the whole ClientHello.
 	Len int
+	// SSLv2 is set for an SSLv2-format (compatibility) ClientHello offering
+	// TLS: it has no extensions, hence no SNI and no ALPN.
+	SSLv2 bool
 
 	// buf reassembles a handshake message that spans several records; it is
 	// kept across calls so a reused ClientHello parses without allocating.
@@ -36,7 +51,7 @@ type ClientHello struct {
 
 // Reset clears the parsed fields and keeps the reassembly buffer's capacity.
 func (h *ClientHello) Reset() {
-	h.ServerName, h.ALPN, h.Len = nil, nil, 0
+	h.ServerName, h.ALPN, h.Len, h.SSLv2 = nil, nil, 0, false
 	h.buf = h.buf[:0]
 }
 
@@ -44,13 +59,20 @@ func (h *ClientHello) Reset() {
 // the connection. It returns nil once the whole ClientHello is parsed; then
 // h.ServerName and h.ALPN alias data or h's scratch and stay valid until the
 // next call with h. It returns ErrNeedMore for an incomplete but so far valid
-// prefix, ErrNotTLS or ErrSSLv2 when the first bytes are not a TLS handshake
-// record, and an error that Is ErrMalformed otherwise.
+// prefix, ErrNotTLS when the first bytes are not a TLS handshake record (or
+// ErrSSLv2 for an SSL 2.0 ClientHello that does not offer TLS), an error
+// that Is ErrTooLarge when the records carrying the ClientHello declare more
+// than maxLen bytes (DefaultMaxHelloLen when maxLen <= 0), and an error that
+// Is ErrMalformed otherwise. An SSLv2-format ClientHello offering TLS is
+// accepted (h.SSLv2), as OpenSSL does.
 //
 // Every check is made on bytes in stream order, so a prefix of data yields
 // either ErrNeedMore or exactly the verdict that data yields.
-func ParseClientHello(data []byte, h *ClientHello) error {
-	h.ServerName, h.ALPN, h.Len = nil, nil, 0
+func ParseClientHello(data []byte, maxLen int, h *ClientHello) error {
+	h.ServerName, h.ALPN, h.Len, h.SSLv2 = nil, nil, 0, false
+	if maxLen <= 0 {
+		maxLen = DefaultMaxHelloLen
+	}
 	if len(data) == 0 {
 		return ErrNeedMore
 	}
@@ -62,7 +84,7 @@ func ParseClientHello(data []byte, h *ClientHello) error {
 				return ErrNeedMore
 			}
 			if data[2] == typeClientHello {
-				return ErrSSLv2
+				return h.parseSSLv2(data, maxLen)
 			}
 		}
 		return ErrNotTLS
@@ -110,6 +132,9 @@ func ParseClientHello(data []byte, h *ClientHello) error {
 		declared += rlen
 		start := pos + recordHeaderLen
 		end := start + rlen
+		if end > maxLen {
+			return errHelloTooLarge // decided by the record header, before its bytes
+		}
 		avail := data[start:min(end, len(data))]
 		if seen < handshakeHeaderLen {
 			copy(hdr[seen:], avail)
@@ -120,11 +145,14 @@ func ParseClientHello(data []byte, h *ClientHello) error {
 		}
 		if total < 0 && seen >= handshakeHeaderLen {
 			n := int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
-			if n > MaxClientHelloLen {
-				return errHelloTooLong
+			// Known too large before it is buffered: at least one record
+			// header carries the message.
+			if recordHeaderLen+handshakeHeaderLen+n > maxLen {
+				return errHelloTooLarge
 			}
 			total = handshakeHeaderLen + n
 		}
+
 		// RFC 8446 5.1: the ClientHello must end at a record boundary; this
 		// is known from the record length before its bytes arrive.
 		if total >= 0 && declared > total {
@@ -155,6 +183,40 @@ func ParseClientHello(data []byte, h *ClientHello) error {
 		return err
 	}
 	h.Len = pos
+	return nil
+}
+
+// ParseClientHelloMessage parses a bare ClientHello handshake message (4-byte
+// handshake header, then the body) without the TLS record layer, as QUIC
+// carries it in CRYPTO frames (RFC 9001 4.1.3). msg must hold exactly the
+// whole message, at most maxLen bytes (DefaultMaxHelloLen when maxLen <= 0).
+// h.Len is set to len(msg); the results alias msg.
+func ParseClientHelloMessage(msg []byte, maxLen int, h *ClientHello) error {
+	h.ServerName, h.ALPN, h.Len = nil, nil, 0
+	if len(msg) < handshakeHeaderLen {
+		return ErrNeedMore
+	}
+	if msg[0] != typeClientHello {
+		return errNotClientHello
+	}
+	if maxLen <= 0 {
+		maxLen = DefaultMaxHelloLen
+	}
+	n := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	if handshakeHeaderLen+n > maxLen {
+		return errHelloTooLarge
+	}
+	if len(msg) < handshakeHeaderLen+n {
+		return ErrNeedMore
+	}
+	if len(msg) > handshakeHeaderLen+n {
+		return errMessageTrailing
+	}
+	if err := h.parseBody(msg[handshakeHeaderLen:]); err != nil {
+		h.ServerName, h.ALPN = nil, nil
+		return err
+	}
+	h.Len = len(msg)
 	return nil
 }
 
@@ -192,35 +254,30 @@ func (h *ClientHello) parseBody(msg []byte) error {
 		return errExtensionsLen
 	}
 
-	// Duplicate detection without a map: a bitset for the common types below
-	// 256 and a short bounded list for the rest (GREASE, renegotiation_info,
-	// ECH, ALPS), which keeps the check linear.
-	var low [4]uint64
-	var high [maxHighExtension]uint16
-	nhigh := 0
+	// Duplicates are refused for the types OpenSSL recognises (it refuses
+	// them too), which include the two routing depends on; any other type
+	// may repeat, so their number needs no bound and no memory.
+	var seen uint64
+	var reneg, npn bool
 	for len(exts) > 0 {
 		typ, ok1 := exts.u16()
 		body, ok2 := exts.prefixed16()
 		if !ok1 || !ok2 {
 			return errExtension
 		}
-		if typ < 256 {
-			bit := uint64(1) << (typ & 63)
-			if low[typ>>6]&bit != 0 {
-				return errDupExtension
-			}
-			low[typ>>6] |= bit
-		} else {
-			for _, t := range high[:nhigh] {
-				if t == uint16(typ) {
-					return errDupExtension
-				}
-			}
-			if nhigh == len(high) {
-				return errTooManyExt
-			}
-			high[nhigh] = uint16(typ)
-			nhigh++
+		var dup bool
+		switch {
+		case typ < 64:
+			bit := uint64(1) << typ
+			dup = seen&bit&openSSLKnown != 0
+			seen |= bit
+		case typ == extRenegotiation:
+			dup, reneg = reneg, true
+		case typ == extNextProtoNeg:
+			dup, npn = npn, true
+		}
+		if dup {
+			return errDupExtension
 		}
 		switch typ {
 		case extServerName:
@@ -259,21 +316,57 @@ func (h *ClientHello) parseSNI(body byteString) error {
 	if !ok {
 		return errSNITrunc
 	}
-	if len(name) == 0 || len(name) > 255 {
+	if len(name) > 255 {
 		return errSNILen
 	}
 	if len(list) != 0 {
 		return errSNIMultiple
 	}
-	for _, c := range name {
-		if c < 0x21 || c > 0x7e {
-			return errSNIChar
-		}
+	// As OpenSSL: only a NUL byte is refused. Other bytes and a trailing
+	// dot are left to the route lookup (which ignores one trailing dot and
+	// finds no route for anything else); an empty name counts as none.
+	if bytes.IndexByte(name, 0) >= 0 {
+		return errSNIChar
 	}
-	if name[len(name)-1] == '.' {
-		return errSNITrailingDot // RFC 6066 3: "without a trailing dot"
+	if len(name) > 0 {
+		h.ServerName = name[:len(name):len(name)]
 	}
-	h.ServerName = name[:len(name):len(name)]
+	return nil
+}
+
+// parseSSLv2 checks an SSLv2-format ClientHello (RFC 6101 E.2, RFC 5246
+// E.2): a 2-byte record header with the high bit set, then msg_type,
+// version, cipher_spec_length, session_id_length, challenge_length and
+// those three fields, exactly filling the record (as OpenSSL checks it).
+func (h *ClientHello) parseSSLv2(data []byte, maxLen int) error {
+	if len(data) < 4 {
+		return ErrNeedMore
+	}
+	if data[3] != 3 {
+		return ErrSSLv2 // SSL 2.0 itself, not a TLS client being compatible
+	}
+	n := int(data[0]&0x7f)<<8 | int(data[1])
+	if sslv2HeaderLen+n > maxLen {
+		return errHelloTooLarge
+	}
+	if n < sslv2HelloMinBody {
+		return errSSLv2Length
+	}
+	if len(data) < sslv2HeaderLen+n {
+		return ErrNeedMore
+	}
+	b := data[sslv2HeaderLen : sslv2HeaderLen+n]
+	suites := int(b[3])<<8 | int(b[4])
+	sid := int(b[5])<<8 | int(b[6])
+	challenge := int(b[7])<<8 | int(b[8])
+	if sslv2HelloMinBody+suites+sid+challenge != n {
+		return errSSLv2Length
+	}
+	if suites == 0 || suites%3 != 0 || sid > 32 || challenge == 0 {
+		return errSSLv2Fields
+	}
+	h.SSLv2 = true
+	h.Len = sslv2HeaderLen + n
 	return nil
 }
 

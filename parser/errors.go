@@ -1,8 +1,8 @@
-// Package parser recognises the first bytes of a client connection: a TLS
-// ClientHello (for SNI/ALPN routing without decrypting) or an HTTP/1.x request
-// head (for Host routing). Both parsers are incremental in the simplest way:
-// they are handed every byte received so far, allocate nothing, and answer
-// ErrNeedMore until the message is complete.
+// Package parser reads what portier routes by: a TLS ClientHello (SNI/ALPN,
+// without decrypting), HTTP/1.x requests (one framer for every request of a
+// connection: Host, forwarding headers, message framing) and backend answer
+// heads. The parsers are incremental: they are handed the bytes received so
+// far, allocate nothing, and answer ErrNeedMore until a message is complete.
 package parser
 
 import "errors"
@@ -36,13 +36,15 @@ func malformed(msg string) error { return &parseError{kind: ErrMalformed, msg: m
 var (
 	// ErrNotTLS: the first bytes are not a TLS handshake record.
 	ErrNotTLS = notProto("parse ClientHello: not a TLS handshake record")
-	// ErrSSLv2: an SSLv2-compatible (version 2 record format) ClientHello.
-	ErrSSLv2 = notProto("parse ClientHello: SSLv2-compatible ClientHello not supported")
-	// ErrNotHTTP: the first bytes cannot start an HTTP/1.x request line.
-	ErrNotHTTP = notProto("parse request head: not an HTTP/1.x request")
+	// ErrSSLv2: an SSL 2.0 ClientHello that does not offer TLS (an
+	// SSLv2-format ClientHello offering TLS is accepted).
+	ErrSSLv2 = notProto("parse ClientHello: SSL 2.0 ClientHello not offering TLS")
+	// ErrNotHTTP: the bytes cannot start an HTTP/1.x request line (the
+	// method is not a token of at most 32 bytes followed by SP).
+	ErrNotHTTP = notProto("frame request: not an HTTP/1.x request line")
 	// ErrHTTP2Preface: the HTTP/2 prior-knowledge connection preface
 	// ("PRI * HTTP/2.0"), which is not HTTP/1.x.
-	ErrHTTP2Preface = notProto("parse request head: HTTP/2 prior-knowledge preface not supported")
+	ErrHTTP2Preface = notProto("frame request: HTTP/2 prior-knowledge preface not supported")
 )
 
 // ClientHello malformed reasons.
@@ -52,8 +54,11 @@ var (
 	errRecordTooLong   = malformed("parse ClientHello: record length exceeds 2^14")
 	errRecordEmpty     = malformed("parse ClientHello: zero-length handshake record")
 	errNotClientHello  = malformed("parse ClientHello: handshake message is not a ClientHello")
-	errHelloTooLong    = malformed("parse ClientHello: ClientHello exceeds 65536 bytes")
+	errHelloTooLarge   = &parseError{kind: ErrTooLarge, msg: "parse ClientHello: ClientHello exceeds the size limit"}
+	errSSLv2Length     = malformed("parse ClientHello: SSLv2-format ClientHello lengths do not match its record")
+	errSSLv2Fields     = malformed("parse ClientHello: SSLv2-format ClientHello without cipher specs or challenge, or session_id over 32 bytes")
 	errRecordBoundary  = malformed("parse ClientHello: ClientHello does not end at a record boundary")
+	errMessageTrailing = malformed("parse ClientHello: bytes after the handshake message")
 	errLegacyVersion   = malformed("parse ClientHello: legacy_version major is not 3")
 	errShortHello      = malformed("parse ClientHello: message too short for version and random")
 	errSessionID       = malformed("parse ClientHello: session_id longer than 32 bytes or truncated")
@@ -63,39 +68,15 @@ var (
 	errExtensionsLen   = malformed("parse ClientHello: extensions length does not match message length")
 	errExtension       = malformed("parse ClientHello: extension exceeds extensions block")
 	errDupExtension    = malformed("parse ClientHello: duplicate extension")
-	errTooManyExt      = malformed("parse ClientHello: too many extensions")
 	errPSKNotLast      = malformed("parse ClientHello: pre_shared_key is not the last extension")
 	errSNIList         = malformed("parse ClientHello: server_name list length mismatch")
 	errSNIEmpty        = malformed("parse ClientHello: server_name list empty")
 	errSNIType         = malformed("parse ClientHello: server_name type is not host_name")
 	errSNITrunc        = malformed("parse ClientHello: host_name exceeds server_name list")
-	errSNILen          = malformed("parse ClientHello: host_name length outside 1..255")
+	errSNILen          = malformed("parse ClientHello: host_name longer than 255 bytes")
 	errSNIMultiple     = malformed("parse ClientHello: more than one server name")
-	errSNIChar         = malformed("parse ClientHello: host_name contains a byte outside printable ASCII")
-	errSNITrailingDot  = malformed("parse ClientHello: host_name ends with a dot")
+	errSNIChar         = malformed("parse ClientHello: host_name contains a NUL byte")
 	errALPNList        = malformed("parse ClientHello: ALPN list length mismatch")
 	errALPNEmpty       = malformed("parse ClientHello: ALPN list empty")
 	errALPNProto       = malformed("parse ClientHello: empty or truncated ALPN protocol name")
-)
-
-// Request head malformed reasons.
-var (
-	errLeadingLines     = malformed("parse request head: too many empty lines before request line")
-	errConnect          = malformed("parse request head: CONNECT not supported")
-	errTargetEmpty      = malformed("parse request head: empty request-target")
-	errTargetChar       = malformed("parse request head: invalid character in request-target")
-	errTarget           = malformed("parse request head: invalid request-target form")
-	errNoVersion        = malformed("parse request head: missing HTTP version")
-	errBadVersion       = malformed("parse request head: malformed HTTP version")
-	errVersion          = malformed("parse request head: unsupported HTTP version")
-	errBareLF           = malformed("parse request head: bare LF")
-	errCRNoLF           = malformed("parse request head: CR not followed by LF")
-	errNUL              = malformed("parse request head: NUL byte")
-	errObsFold          = malformed("parse request head: obsolete line folding")
-	errHeaderName       = malformed("parse request head: invalid header name")
-	errSpaceBeforeColon = malformed("parse request head: whitespace between header name and colon")
-	errHeaderValue      = malformed("parse request head: invalid character in header value")
-	errDupHost          = malformed("parse request head: more than one Host header")
-	errHostChar         = malformed("parse request head: invalid Host")
-	errAbsHost          = malformed("parse request head: absolute-form target without valid host")
 )

@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"bytes"
 	"errors"
 	"math"
 )
@@ -17,17 +18,27 @@ import (
 // engine answers 431 rather than 400). It is not ErrMalformed.
 var ErrTooLarge = errors.New("parser: too large")
 
-// frameError is a preallocated specific framing error; errors.Is reaches its
-// class (ErrMalformed or ErrTooLarge) through Unwrap.
+// ErrFraming is the class of malformed requests whose message length is
+// ambiguous or invalid (Content-Length, Transfer-Encoding, chunk framing):
+// the request-smuggling defences. Such errors are also ErrMalformed.
+var ErrFraming = errors.New("parser: ambiguous or invalid message framing")
+
+// frameError is a preallocated specific request error; errors.Is reaches its
+// class (ErrMalformed, ErrTooLarge or ErrNotThisProtocol) through Unwrap, and
+// ErrFraming through Is for the framing ones.
 type frameError struct {
-	kind error
-	msg  string
+	kind    error
+	msg     string
+	framing bool
 }
 
-func (e *frameError) Error() string { return e.msg }
-func (e *frameError) Unwrap() error { return e.kind }
-
-func frameMalformed(msg string) error { return &frameError{kind: ErrMalformed, msg: msg} }
+func (e *frameError) Error() string        { return e.msg }
+func (e *frameError) Unwrap() error        { return e.kind }
+func (e *frameError) Is(target error) bool { return e.framing && target == ErrFraming }
+func frameMalformed(msg string) error      { return &frameError{kind: ErrMalformed, msg: msg} }
+func frameFramingError(msg string) error {
+	return &frameError{kind: ErrMalformed, msg: msg, framing: true}
+}
 
 // ErrHeadTooLarge: the request head does not end within maxHead bytes.
 var ErrHeadTooLarge error = &frameError{kind: ErrTooLarge, msg: "frame request: head exceeds the size limit"}
@@ -36,7 +47,6 @@ var (
 	frameErrTrailersTooLarge = &frameError{kind: ErrTooLarge, msg: "frame request: chunked trailer section exceeds 4 KiB"}
 
 	frameErrLeadingLines   = frameMalformed("frame request: too many empty lines before the request line")
-	frameErrMethod         = frameMalformed("frame request: invalid method")
 	frameErrConnect        = frameMalformed("frame request: CONNECT not supported")
 	frameErrRequestLine    = frameMalformed("frame request: request line is not 'method SP target SP version'")
 	frameErrTargetChar     = frameMalformed("frame request: invalid character in request-target")
@@ -53,25 +63,25 @@ var (
 	frameErrDupHost        = frameMalformed("frame request: more than one Host header")
 	frameErrNoHost         = frameMalformed("frame request: HTTP/1.1 request without Host")
 	frameErrHostChar       = frameMalformed("frame request: invalid Host")
-	frameErrCLValue        = frameMalformed("frame request: Content-Length is not a decimal number")
-	frameErrCLOverflow     = frameMalformed("frame request: Content-Length overflows")
-	frameErrCLDiffer       = frameMalformed("frame request: differing Content-Length values")
-	frameErrCLAndTE        = frameMalformed("frame request: both Content-Length and Transfer-Encoding")
-	frameErrTE10           = frameMalformed("frame request: Transfer-Encoding in an HTTP/1.0 request")
-	frameErrTEValue        = frameMalformed("frame request: Transfer-Encoding is not a list of codings")
-	frameErrTENotChunked   = frameMalformed("frame request: Transfer-Encoding does not end with chunked")
+	frameErrCLValue        = frameFramingError("frame request: Content-Length is not a decimal number")
+	frameErrCLOverflow     = frameFramingError("frame request: Content-Length overflows")
+	frameErrCLDiffer       = frameFramingError("frame request: differing Content-Length values")
+	frameErrCLAndTE        = frameFramingError("frame request: both Content-Length and Transfer-Encoding")
+	frameErrTE10           = frameFramingError("frame request: Transfer-Encoding in an HTTP/1.0 request")
+	frameErrTEValue        = frameFramingError("frame request: Transfer-Encoding is not a list of codings")
+	frameErrTENotChunked   = frameFramingError("frame request: Transfer-Encoding does not end with chunked")
 	frameErrTooManyDrop    = frameMalformed("frame request: more than 8 forwarding headers")
 	frameErrDupXFF         = frameMalformed("frame request: more than one X-Forwarded-For header")
 	frameErrDupForwarded   = frameMalformed("frame request: more than one Forwarded header")
-	frameErrChunkSize      = frameMalformed("frame request: chunk size is not hexadecimal")
-	frameErrChunkSizeLong  = frameMalformed("frame request: chunk size longer than 16 hex digits or above 2^63-1")
-	frameErrChunkExt       = frameMalformed("frame request: invalid chunk extension")
-	frameErrChunkLineLong  = frameMalformed("frame request: chunk size line exceeds 4 KiB")
-	frameErrChunkBareLF    = frameMalformed("frame request: bare LF in chunk framing")
-	frameErrChunkCRNoLF    = frameMalformed("frame request: CR not followed by LF in chunk framing")
-	frameErrChunkDataCRLF  = frameMalformed("frame request: chunk data not followed by CRLF")
-	frameErrTrailerLine    = frameMalformed("frame request: malformed trailer field")
-	frameErrTrailerObsFold = frameMalformed("frame request: obsolete line folding in trailer")
+	frameErrChunkSize      = frameFramingError("frame request: chunk size is not hexadecimal")
+	frameErrChunkSizeLong  = frameFramingError("frame request: chunk size longer than 16 hex digits or above 2^63-1")
+	frameErrChunkExt       = frameFramingError("frame request: invalid chunk extension")
+	frameErrChunkLineLong  = frameFramingError("frame request: chunk size line exceeds 4 KiB")
+	frameErrChunkBareLF    = frameFramingError("frame request: bare LF in chunk framing")
+	frameErrChunkCRNoLF    = frameFramingError("frame request: CR not followed by LF in chunk framing")
+	frameErrChunkDataCRLF  = frameFramingError("frame request: chunk data not followed by CRLF")
+	frameErrTrailerLine    = frameFramingError("frame request: malformed trailer field")
+	frameErrTrailerObsFold = frameFramingError("frame request: obsolete line folding in trailer")
 )
 
 // Step says what the bytes covered by one Next call are.
@@ -111,6 +121,9 @@ const (
 	frameMaxChunkLine   = 4 << 10 // chunk-size line including extensions and CRLF
 	frameMaxTrailers    = 4 << 10 // whole trailer section including the final CRLF
 	frameMaxDrop        = 8
+	// frameMaxMethod: the longest registered methods have 17 bytes
+	// (UPDATEREDIRECTREF); a longer token run is not taken for a method.
+	frameMaxMethod = 32
 )
 
 // FramedHead describes one request head. Slices alias the buffer passed to
@@ -629,21 +642,17 @@ func (f *RequestFramer) parseHead(b []byte) (int, error) {
 	}
 	h.Start = i
 
-	// method SP
-	for i < len(b) && frameTchar[b[i]] {
+	// method SP. Anything else this early, or a method longer than any in
+	// use, means the peer speaks another protocol (a TLS record, SSH, ...):
+	// it is told so at once instead of being buffered up to the head limit.
+	for i < len(b) && frameTchar[b[i]] && i-h.Start < frameMaxMethod {
 		i++
 	}
 	if i == len(b) {
 		return 0, ErrNeedMore
 	}
 	if i == h.Start || b[i] != ' ' {
-		if b[i] == 0 {
-			return 0, frameErrNUL
-		}
-		if i == h.Start {
-			return 0, frameErrMethod
-		}
-		return 0, frameErrRequestLine
+		return 0, ErrNotHTTP
 	}
 	h.Method = b[h.Start:i:i]
 	if string(h.Method) == "CONNECT" {
@@ -678,13 +687,19 @@ func (f *RequestFramer) parseHead(b []byte) (int, error) {
 	h.Target = b[ts:i:i]
 	i++
 
-	// HTTP-version CRLF: exactly "HTTP/1.d\r\n", checked as far as it arrived.
+	// HTTP-version CRLF: exactly "HTTP/1.d\r\n", checked as far as it
+	// arrived. HTTP/1.2 to 1.9 are taken as HTTP/1.1 (RFC 9110 2.5: a higher
+	// minor version is processed as the highest one implemented), as net/http
+	// and HAProxy do; Minor keeps the digit that was sent.
 	const proto = "HTTP/1."
 	for k := 0; k < len(proto); k, i = k+1, i+1 {
 		if i == len(b) {
 			return 0, ErrNeedMore
 		}
 		if b[i] != proto[k] {
+			if k == 5 && b[i] == '2' && string(h.Method) == "PRI" && string(h.Target) == "*" {
+				return 0, ErrHTTP2Preface
+			}
 			return 0, frameErrVersion
 		}
 	}
@@ -786,8 +801,13 @@ func frameCheckTarget(h *FramedHead) error {
 		end++
 	}
 	host := rest[:end:end]
-	// userinfo ("user@host") is deprecated and a classic routing confusion.
-	if len(host) == 0 || !frameValidHost(host) {
+	// userinfo ("user@host") is refused: RFC 9110 4.2.4 tells recipients to
+	// treat it as an error, as it serves to obscure the authority, and
+	// parsers disagree on which '@' ends it ('@' is not a host character).
+	// Percent-encoding is refused too: net/http decodes it ("a%41" is
+	// "aA") where a Host header is taken verbatim, so routing by it would
+	// depend on whom one asks; no route name needs it.
+	if len(host) == 0 || !frameValidHost(host) || bytes.IndexByte(host, '%') >= 0 {
 		return frameErrAbsHost
 	}
 	h.Host = host
@@ -1013,6 +1033,17 @@ func frameEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// trimOWS removes optional whitespace (SP, HTAB) at both ends of v.
+func trimOWS(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 func frameHex(c byte) int {

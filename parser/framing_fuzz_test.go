@@ -20,6 +20,8 @@ func FuzzRequestFramer(f *testing.F) {
 	f.Add([]byte(frameGet+framePostCL+"hello world"+frameChunked+frameChunks), uint64(12345))
 	f.Add([]byte("GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00"), uint64(7))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nForwarded: for=x\r\nContent-Length: 1, 1\r\n\r\nx"), uint64(99))
+	f.Add([]byte("GET http://b.test:81/x HTTP/1.2\r\nHost: a.test\r\n\r\nGET / HTTP/1.0\r\n\r\n"), uint64(3))
+	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), uint64(0))
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
 		maxHead := 0
 		if seed&1 == 1 {
@@ -49,6 +51,13 @@ func FuzzRequestFramer(f *testing.F) {
 		}
 
 		frameCompareNetHTTP(t, whole)
+		// Routing: where net/http's server accepts the first head the
+		// framer accepted, both pick the same host.
+		if len(whole) > 0 && whole[0].step == StepHead && whole[0].err == nil {
+			if want, ok := netHTTPRoute(whole[0].data); ok && want != whole[0].head.Host {
+				t.Fatalf("head %q: framer routes by %q, net/http serves %q", whole[0].data, whole[0].head.Host, want)
+			}
+		}
 
 		// Random segmentation.
 		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))

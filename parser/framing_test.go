@@ -70,8 +70,8 @@ func frameFeed(tb testing.TB, f *RequestFramer, segs [][]byte, maxHead int) []fr
 				if n != 0 {
 					tb.Fatalf("error %v with n %d", err, n)
 				}
-				if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
-					tb.Fatalf("error %v is neither ErrMalformed nor ErrTooLarge", err)
+				if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrNotThisProtocol) {
+					tb.Fatalf("error %v is neither ErrMalformed, ErrTooLarge nor ErrNotThisProtocol", err)
 				}
 				if s2, n2, err2 := f.Next(pending, maxHead); err2 != err || n2 != 0 || s2 != 0 {
 					tb.Fatalf("error not sticky: %v then %d, %d, %v", err, s2, n2, err2)
@@ -466,7 +466,7 @@ func TestRequestFramerErrors(t *testing.T) {
 		// Head checks shared with the Host parser.
 		{"NUL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 0, frameErrNUL},
 		{"NUL in target", "GET /\x00 HTTP/1.1\r\n", 0, frameErrNUL},
-		{"NUL in method", "GE\x00T / HTTP/1.1\r\n", 0, frameErrNUL},
+		{"NUL in method", "GE\x00T / HTTP/1.1\r\n", 0, ErrNotHTTP},
 		{"CTL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", 0, frameErrHeaderValue},
 		{"DEL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 0, frameErrHeaderValue},
 		{"bare LF in header", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 0, frameErrBareLF},
@@ -484,10 +484,11 @@ func TestRequestFramerErrors(t *testing.T) {
 		{"bad Host", "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 0, frameErrHostChar},
 		{"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 0, frameErrHostChar},
 		{"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0, frameErrConnect},
-		{"empty method", " / HTTP/1.1\r\n", 0, frameErrMethod},
+		{"empty method", " / HTTP/1.1\r\n", 0, ErrNotHTTP},
 		{"double space", "GET  / HTTP/1.1\r\n", 0, frameErrRequestLine},
 		{"HTTP/0.9", "GET /\r\n", 0, frameErrRequestLine},
-		{"HTTP/2.0", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0, frameErrVersion},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0, ErrHTTP2Preface},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\n", 0, frameErrVersion},
 		{"lowercase version", "GET / http/1.1\r\n", 0, frameErrVersion},
 		{"version 1.10", "GET / HTTP/1.10\r\n", 0, frameErrVersion},
 		{"version trailing space", "GET / HTTP/1.1 \r\n", 0, frameErrVersion},

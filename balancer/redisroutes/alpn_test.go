@@ -2,41 +2,40 @@ package redisroutes
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 )
 
-// TestBuildALPN: frontend:<name>@<alpn> keys become the route's ALPN pools,
-// merged per protocol, after the route's own backends.
-func TestBuildALPN(t *testing.T) {
-	entries := map[string]entry{}
+// TestMergeALPN: frontend:<name>@<alpn> keys become the route's ALPN pools,
+// merged per protocol; only ALPN keys make no route.
+func TestMergeALPN(t *testing.T) {
+	byKey := map[string][]string{}
 	for key, vals := range map[string][]string{
 		"frontend:a.test":            {"id", "tls://10.0.0.1"},
 		"frontend:a.test@h2":         {"id", "tls://10.0.0.2"},
 		"frontend:A.test@h2":         {"id", "tls://10.0.0.3"},
 		"frontend:a.test@acme-tls/1": {"id", "tls://10.0.0.4"},
-		"frontend:b.test@h2":         {"id", "tls://10.0.0.5"},
 	} {
 		e, problem, ok := hipache.parse(key, vals)
-		if !ok || problem != "" {
-			t.Fatalf("%s: %q %v", key, problem, ok)
+		if !ok || problem != "" || e.name != "a.test" {
+			t.Fatalf("%s: %+v %q %v", key, e, problem, ok)
 		}
-		entries[key] = e
+		if name, ok := hipache.keyName(key); !ok || name != "a.test" {
+			t.Errorf("keyName(%s) = %q %v", key, name, ok)
+		}
+		byKey[key] = e.backends
 	}
-	var got []string
-	for _, r := range build(entries) {
-		got = append(got, fmt.Sprintf("%s %v %v", r.Name, r.Backends, r.ALPN))
+	r, ok := merge("a.test", byKey)
+	// Keys sort as A.test@h2 < a.test < a.test@acme-tls/1 < a.test@h2.
+	if got, want := fmt.Sprintf("%v %v %v", ok, r.Backends, r.ALPN),
+		"true [tls://10.0.0.1] [{h2 [tls://10.0.0.3 tls://10.0.0.2]} {acme-tls/1 [tls://10.0.0.4]}]"; got != want {
+		t.Errorf("merge:\n got %s\nwant %s", got, want)
 	}
-	// Keys sort as A.test@h2 < a.test < a.test@acme-tls/1 < a.test@h2 within
-	// the name; the route's own backends come from frontend:a.test.
-	want := []string{
-		"a.test [tls://10.0.0.1] [{h2 [tls://10.0.0.3 tls://10.0.0.2]} {acme-tls/1 [tls://10.0.0.4]}]",
-		"b.test [] [{h2 [tls://10.0.0.5]}]",
+	delete(byKey, "frontend:a.test")
+	if _, ok := merge("a.test", byKey); ok {
+		t.Error("a route of ALPN keys only is usable")
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("build:\n got %q\nwant %q", got, want)
-	}
-	if sameRoutes(build(entries), build(map[string]entry{"frontend:a.test": entries["frontend:a.test"], "frontend:b.test@h2": entries["frontend:b.test@h2"]})) {
-		t.Error("sameRoutes ignores ALPN pools")
+	other, _ := merge("a.test", map[string][]string{"frontend:a.test": {"tls://10.0.0.1"}})
+	if sameRoute(r, other) {
+		t.Error("sameRoute ignores ALPN pools")
 	}
 }

@@ -33,7 +33,8 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
-func (r *recorder) publish(routes []balancer.RouteSpec) {
+func (r *recorder) publish(set *balancer.RouteSet) {
+	routes := set.Sorted()
 	r.mu.Lock()
 	if r.busy {
 		r.overlap = true
@@ -486,6 +487,41 @@ func TestNotificationFlagsMerged(t *testing.T) {
 	}
 }
 
+// TestNotifyOffLeavesServerConfig: with notify_keyspace_events off the
+// server's setting is not touched; changes still arrive, at each resync,
+// and by notification when the server already sends them.
+func TestNotifyOffLeavesServerConfig(t *testing.T) {
+	for _, tc := range []struct {
+		flags  string
+		notify bool
+	}{{"", false}, {"Kgl$x", true}} {
+		srv := redistest.Start(t, "--notify-keyspace-events", tc.flags)
+		resync := 300 * time.Millisecond
+		if tc.notify {
+			resync = time.Hour // only a notification can bring the change
+		}
+		s, rec, _ := run(t, Options{URL: srv.URL(), NotifyOff: true, Resync: resync})
+		rec.wait(t, map[string][]string{}, 3*time.Second)
+		waitStatus(t, s, "connected", func(st Status) bool { return st.Connected })
+		if st := s.Status(); st.Notifications != tc.notify {
+			t.Errorf("flags %q: Notifications = %v, want %v", tc.flags, st.Notifications, tc.notify)
+		}
+		srv.Cli("RPUSH", "frontend:a.test", "a", "http://127.0.0.1:9001")
+		rec.wait(t, map[string][]string{"a.test": {"http://127.0.0.1:9001"}}, 3*time.Second)
+		got := srv.Cli("CONFIG", "GET", "notify-keyspace-events")
+		if flags := strings.TrimSpace(strings.SplitN(got, "\n", 2)[1]); !sameFlags(flags, tc.flags) {
+			t.Errorf("notify-keyspace-events = %q, was %q: changed although notify_keyspace_events is off", flags, tc.flags)
+		}
+	}
+}
+
+func sameFlags(a, b string) bool {
+	sa, sb := []rune(a), []rune(b)
+	slices.Sort(sa)
+	slices.Sort(sb)
+	return string(sa) == string(sb)
+}
+
 type healthEvent struct {
 	addr string
 	down bool
@@ -799,7 +835,7 @@ func BenchmarkLoad(b *testing.B) {
 			for start := 0; start < n; start += 10_000 {
 				pipe := c.Pipeline()
 				for i := start; i < min(start+10_000, n); i++ {
-					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255))
+					pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.bench.test", i), "h", fmt.Sprintf("http://10.0.0.%d:8080", i%50))
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
 					b.Fatal(err)

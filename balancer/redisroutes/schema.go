@@ -2,6 +2,7 @@ package redisroutes
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -88,6 +89,33 @@ func (sc schema) isRouteKey(key string) bool {
 			strings.HasPrefix(key, setsPrefix) && strings.HasSuffix(key, setsSuffix)
 	}
 	return len(key) > len(hipachePrefix) && strings.HasPrefix(key, hipachePrefix)
+}
+
+// keyName returns the route name key contributes to (valid or not, the
+// name of a key never changes); ok is false for a key that names no route.
+func (sc schema) keyName(key string) (name string, ok bool) {
+	if sc == sets {
+		host := strings.TrimSuffix(strings.TrimPrefix(key, setsPrefix), setsSuffix)
+		if host == setsHTTPDefault || host == setsHTTPSDefault {
+			return CatchAll, true
+		}
+		n, err := normalizeName(host)
+		return n, err == nil
+	}
+	host, _, _ := strings.Cut(strings.TrimPrefix(key, hipachePrefix), alpnSep)
+	n, err := normalizeName(host)
+	return n, err == nil
+}
+
+// key returns the key of name as written in its normalised spelling: the
+// only key of almost every route. Routes that other keys contribute to
+// (another spelling, the two catch-all keys of the sets schema) are merged
+// by key; see collector.
+func (sc schema) key(name string) string {
+	if sc == sets {
+		return setsKey(name)
+	}
+	return hipachePrefix + name
 }
 
 // entry is what one key contributes: backends for the route name. Several
@@ -247,51 +275,20 @@ func splitMember(m string) (host, port string, err error) {
 	return host, port, nil
 }
 
-// build merges entries into routes sorted by name. Backends of several keys
-// for one name are concatenated in key order. The backend slices are shared
-// with the entries.
-func build(entries map[string]entry) []balancer.RouteSpec {
-	type keyed struct {
-		key string
-		e   entry
-	}
-	all := make([]keyed, 0, len(entries))
-	for k, e := range entries {
-		all = append(all, keyed{k, e})
-	}
-	slices.SortFunc(all, func(a, b keyed) int {
-		if c := strings.Compare(a.e.name, b.e.name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
-	})
-	routes := make([]balancer.RouteSpec, 0, len(all))
-	for _, ke := range all {
-		if ke.e.alpn != "" {
-			if n := len(routes); n == 0 || routes[n-1].Name != ke.e.name {
-				routes = append(routes, balancer.RouteSpec{Name: ke.e.name})
-			}
-			addALPN(&routes[len(routes)-1], ke.e.alpn, ke.e.backends)
+// merge returns the route name of the keys byKey (key -> backends): the
+// backends of its own keys concatenated in key order, and one ALPN pool per
+// frontend:<name>@<alpn> protocol. ok is false when only ALPN keys are left:
+// a route needs its own list (with a tls:// backend) for other clients.
+func merge(name string, byKey map[string][]string) (r balancer.RouteSpec, ok bool) {
+	r.Name = name
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		if _, proto, isALPN := strings.Cut(strings.TrimPrefix(k, hipachePrefix), alpnSep); isALPN && strings.HasPrefix(k, hipachePrefix) {
+			addALPN(&r, proto, byKey[k])
 			continue
 		}
-		if n := len(routes); n > 0 && routes[n-1].Name == ke.e.name {
-			// Clip first: the previous slice belongs to an entry.
-			routes[n-1].Backends = append(slices.Clip(routes[n-1].Backends), ke.e.backends...)
-			continue
-		}
-		routes = append(routes, balancer.RouteSpec{Name: ke.e.name, Backends: ke.e.backends})
+		r.Backends = append(r.Backends, byKey[k]...)
 	}
-	return routes
-}
-
-// sameRoutes reports whether a and b list the same routes in the same order.
-func sameRoutes(a, b []balancer.RouteSpec) bool {
-	return slices.EqualFunc(a, b, func(x, y balancer.RouteSpec) bool {
-		return x.Name == y.Name && slices.Equal(x.Backends, y.Backends) &&
-			slices.EqualFunc(x.ALPN, y.ALPN, func(a, b balancer.ALPNRoute) bool {
-				return a.Protocol == b.Protocol && slices.Equal(a.Backends, b.Backends)
-			})
-	})
+	return r, len(r.Backends) > 0
 }
 
 // alpnSep separates the route name and the ALPN protocol in a hipache key:
@@ -307,5 +304,13 @@ func addALPN(r *balancer.RouteSpec, proto string, backends []string) {
 			return
 		}
 	}
-	r.ALPN = append(r.ALPN, balancer.ALPNRoute{Protocol: proto, Backends: backends})
+	r.ALPN = append(r.ALPN, balancer.ALPNRoute{Protocol: proto, Backends: slices.Clip(backends)})
+}
+
+// sameRoute reports whether a and b have the same backends and ALPN pools.
+func sameRoute(a, b balancer.RouteSpec) bool {
+	return slices.Equal(a.Backends, b.Backends) &&
+		slices.EqualFunc(a.ALPN, b.ALPN, func(x, y balancer.ALPNRoute) bool {
+			return x.Protocol == y.Protocol && slices.Equal(x.Backends, y.Backends)
+		})
 }

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +37,12 @@ type Options struct {
 	// change and is published at start, so a restart during an outage of
 	// Redis still has routes.
 	SnapshotFile string
-	Logger       *slog.Logger
+	// NotifyOff leaves the server's notify-keyspace-events as it is (a
+	// shared server's configuration is not portier's to change): changes
+	// then arrive by notification only if the server already sends them,
+	// else at each resync. By default the classes needed are added.
+	NotifyOff bool
+	Logger    *slog.Logger
 	// OnFleetHealth, if set, is told of backends that a member of the fleet
 	// reported down or up with ReportHealth. It is called from Run's
 	// goroutine, only when the state of addr changes.
@@ -46,11 +50,13 @@ type Options struct {
 	// Delta, if set, receives the changes that keyspace notifications
 	// report, as routes to add or replace (set) and names to remove (del),
 	// instead of a publish of every route: with a million routes, sorting
-	// and rebuilding everything for one RPUSH takes seconds. Full syncs (at
-	// start, after a reconnect, and at the first resync after deltas, which
-	// also rewrites the snapshot file of stores over 100,000 routes) still
-	// go to publish. Called from Run's goroutine, never concurrently with
-	// publish.
+	// and rebuilding everything for one RPUSH takes seconds. Full syncs go
+	// to publish at start, after a reconnect, when a resync finds changes
+	// the deltas missed, and when a resync finds more than 1% of the routes
+	// (at least 1,000) changed by deltas since the last full publish, to
+	// fold them into a fresh table. A resync rewrites the snapshot file of
+	// stores over 100,000 routes after deltas. Called from Run's goroutine,
+	// never concurrently with publish.
 	Delta func(set []balancer.RouteSpec, del []string)
 }
 
@@ -90,13 +96,17 @@ type Source struct {
 	status Status
 
 	// Owned by Run's goroutine.
-	entries       map[string]entry    // by key
-	byName        map[string]nameKeys // route name -> its keys, with Delta
-	problems      map[string]string   // by key: last problem logged
-	dirty         bool                // entries changed since the last build
-	published     []balancer.RouteSpec
+	view *balancer.RouteSet // routes last published in full
+	// over holds the changes since view (nil: removed); count is the
+	// number of routes with them.
+	over  map[string]*balancer.RouteSpec
+	count int
+	// multi holds, for routes that more than one key contributes to, the
+	// backends of each key (see collector).
+	multi         map[string]map[string][]string
+	problems      map[string]string // by key: last problem logged
 	havePublished bool
-	stale         bool // deltas went out since published: the next full sync publishes all
+	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
 	notifyLogged  bool
 	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
@@ -172,8 +182,8 @@ func New(opts Options) (*Source, error) {
 		db:        uo.DB,
 		client:    redis.NewUniversalClient(uo),
 		log:       opts.Logger,
-		entries:   make(map[string]entry),
 		problems:  make(map[string]string),
+		multi:     make(map[string]map[string][]string),
 		fleetDown: make(map[string]bool),
 	}, nil
 }
@@ -201,8 +211,8 @@ func (s *Source) setStatus(f func(st *Status)) {
 // ctx is done. The snapshot file, if any, is published first. Errors never
 // end Run and never publish an empty set: the last routes stay while it
 // reconnects with backoff. publish is called from Run's goroutine only; it
-// must not modify the slices it is given.
-func (s *Source) Run(ctx context.Context, publish func(routes []balancer.RouteSpec)) {
+// may keep the set it is given: it is never modified.
+func (s *Source) Run(ctx context.Context, publish func(routes *balancer.RouteSet)) {
 	s.loadSnapshot(publish)
 	backoff := minBackoff
 	for {
@@ -231,7 +241,7 @@ func (s *Source) Run(ctx context.Context, publish func(routes []balancer.RouteSp
 	}
 }
 
-func (s *Source) loadSnapshot(publish func([]balancer.RouteSpec)) {
+func (s *Source) loadSnapshot(publish func(*balancer.RouteSet)) {
 	path := s.opts.SnapshotFile
 	if path == "" {
 		return
@@ -246,15 +256,15 @@ func (s *Source) loadSnapshot(publish func([]balancer.RouteSpec)) {
 	case skipped > 0:
 		s.log.Warn("redis: snapshot: invalid routes skipped", "file", path, "skipped", skipped)
 	}
-	s.log.Info("redis: routes from snapshot", "file", path, "routes", len(routes))
-	s.setStatus(func(st *Status) { st.Routes = len(routes) })
+	s.log.Info("redis: routes from snapshot", "file", path, "routes", routes.Len())
+	s.setStatus(func(st *Status) { st.Routes = routes.Len() })
 	publish(routes)
-	s.published, s.havePublished = routes, true
+	s.view, s.over, s.count, s.havePublished = routes, nil, routes.Len(), true
 }
 
 // session connects, subscribes, syncs and follows changes until an error.
 // synced reports whether a full sync succeeded (the backoff restarts).
-func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)) (synced bool, err error) {
+func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) (synced bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pctx, pcancel := context.WithTimeout(ctx, opTimeout)
@@ -273,7 +283,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
-	msgs := make(chan *redis.Message, 1024)
+	in := newInbox(s.sc)
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -302,7 +312,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 			return false, err
 		}
 		wg.Add(1)
-		go s.receive(ctx, ps, msgs, errc, &wg)
+		go s.receive(ctx, ps, in, errc, &wg)
 	}
 
 	if err := s.fullSync(ctx, publish); err != nil {
@@ -317,7 +327,9 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 	resync := time.NewTicker(s.opts.Resync)
 	defer resync.Stop()
 	pending := make(map[string]struct{})
-	touched := make(map[string]struct{}) // route names the pending keys had or have
+	// The route names of the pending keys, with the backends of those that
+	// are their route's only key (nil: gone).
+	touched := make(map[string][]string)
 	var flush <-chan time.Time
 	for {
 		select {
@@ -325,17 +337,24 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 			return true, ctx.Err()
 		case err := <-errc:
 			return true, err
-		case m := <-msgs:
-			if m.Channel == healthChan {
-				s.healthMessage(m.Payload)
+		case <-in.wake:
+			keys, health, overflow := in.take()
+			for _, payload := range health {
+				s.healthMessage(payload)
+			}
+			if overflow {
+				// More changes than are worth reading one by one.
+				clear(pending)
+				flush = nil
+				if err := s.fullSync(ctx, publish); err != nil {
+					return true, err
+				}
 				continue
 			}
-			_, key, ok := strings.Cut(m.Channel, "__:")
-			if !ok || !s.sc.isRouteKey(key) {
-				continue
+			for key := range keys {
+				pending[key] = struct{}{}
 			}
-			pending[key] = struct{}{}
-			if flush == nil {
+			if len(pending) > 0 && flush == nil {
 				flush = time.After(coalesce)
 			}
 		case <-flush:
@@ -344,11 +363,7 @@ func (s *Source) session(ctx context.Context, publish func([]balancer.RouteSpec)
 				return true, err
 			}
 			clear(pending)
-			if s.opts.Delta != nil && s.havePublished {
-				s.publishDelta(touched)
-			} else {
-				s.publishIfChanged(publish)
-			}
+			s.publishChanges(touched, publish)
 			clear(touched)
 		case <-resync.C:
 			if err := s.fullSync(ctx, publish); err != nil {
@@ -377,7 +392,7 @@ func awaitSubscriptions(ctx context.Context, ps *redis.PubSub, n int) error {
 // receive forwards the messages of ps until ctx is done or the connection
 // fails. A silent connection is probed with PING, so that a dead peer
 // without a reset still ends the session.
-func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *redis.Message, errc chan<- error, wg *sync.WaitGroup) {
+func (s *Source) receive(ctx context.Context, ps *redis.PubSub, in *inbox, errc chan<- error, wg *sync.WaitGroup) {
 	defer wg.Done()
 	probed := false
 	for {
@@ -398,11 +413,7 @@ func (s *Source) receive(ctx context.Context, ps *redis.PubSub, msgs chan<- *red
 		}
 		probed = false
 		if msg, ok := m.(*redis.Message); ok {
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
+			in.add(msg.Channel, msg.Payload) // never blocks: see inbox
 		}
 	}
 }
@@ -417,8 +428,15 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 		if err == nil {
 			old := cur["notify-keyspace-events"]
 			if merged := mergeFlags(old, s.sc.notifyFlags()); merged != old {
+				if s.opts.NotifyOff {
+					on = false // the server does not send what is needed; we do not ask
+					continue
+				}
 				err = n.ConfigSet(ctx, "notify-keyspace-events", merged).Err()
 			}
+		} else if s.opts.NotifyOff && isReplyError(err) {
+			on = false // CONFIG refused: whether it notifies is unknown; rely on resync
+			continue
 		}
 		if err != nil {
 			if !isReplyError(err) {
@@ -431,6 +449,11 @@ func (s *Source) enableNotifications(ctx context.Context, ns []redis.UniversalCl
 			}
 			break
 		}
+	}
+	if s.opts.NotifyOff && !on && !s.notifyLogged {
+		s.notifyLogged = true
+		s.log.Warn("redis: the server does not send the keyspace notifications needed and notify_keyspace_events is off: changes apply at each resync",
+			"resync", s.opts.Resync, "need", s.sc.notifyFlags())
 	}
 	s.setStatus(func(st *Status) { st.Notifications = on })
 	return nil
@@ -451,9 +474,10 @@ func mergeFlags(cur, need string) string {
 }
 
 // fullSync reloads every route key and the fleet's health, then publishes
-// if anything changed. On error nothing is replaced.
-func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec)) error {
-	entries, problems, err := loadAll(ctx, s.client, s.sc)
+// the routes if they changed (or deltas went out since the last full
+// publish). On error nothing is replaced.
+func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet)) error {
+	set, multi, problems, err := loadAll(ctx, s.client, s.sc, s.count)
 	if err != nil {
 		return err
 	}
@@ -462,14 +486,7 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", p)
 		}
 	}
-	s.problems = problems
-	s.entries, s.dirty = entries, true
-	if s.opts.Delta != nil {
-		s.byName = make(map[string]nameKeys, len(entries))
-		for key, e := range entries {
-			s.index(e.name, key)
-		}
-	}
+	s.problems, s.multi = problems, multi
 	if s.opts.OnFleetHealth != nil {
 		if err := s.syncFleet(ctx); err != nil {
 			return err
@@ -477,12 +494,61 @@ func (s *Source) fullSync(ctx context.Context, publish func([]balancer.RouteSpec
 	}
 	// Status first: a publish observer may look at it at once.
 	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
-	s.publishIfChanged(publish)
+	if s.havePublished && set.Len() == s.count && set.Digest() == s.view.DigestWith(s.over) {
+		// Nothing was missed. The deltas since the last full publish stay
+		// overlaid on the table (rebuilding a million routes would double
+		// the memory for a moment) until they are many.
+		if len(s.over) > compactAfter(s.count) {
+			s.publishFull(set, publish)
+		} else if s.snapshotStale {
+			s.snapshotStale = false
+			s.writeSnapshot(set)
+		}
+		return nil
+	}
+	s.publishFull(set, publish)
 	return nil
 }
 
-// readPending re-reads the keys that events named.
-func (s *Source) readPending(ctx context.Context, pending, touched map[string]struct{}) error {
+// compactAfter is how many changes made by deltas a full sync that finds
+// nothing new leaves overlaid on a table of n routes before it publishes
+// every route again, which builds a fresh table without the overlays.
+func compactAfter(n int) int { return max(1000, n/100) }
+
+// publishFull publishes every route and writes the snapshot file.
+func (s *Source) publishFull(set *balancer.RouteSet, publish func(*balancer.RouteSet)) {
+	s.view, s.over, s.count, s.snapshotStale = set, nil, set.Len(), false
+	s.setStatus(func(st *Status) { st.Routes = set.Len() })
+	publish(set)
+	s.havePublished = true
+	s.writeSnapshot(set)
+}
+
+func (s *Source) writeSnapshot(set *balancer.RouteSet) {
+	if s.opts.SnapshotFile == "" {
+		return
+	}
+	if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), set, time.Now()); err != nil {
+		s.log.Warn("redis: snapshot not written", "err", err)
+	}
+}
+
+// route returns the current route of name: the last full publish with the
+// changes since.
+func (s *Source) route(name string) (balancer.RouteSpec, bool) {
+	if r, ok := s.over[name]; ok {
+		if r == nil {
+			return balancer.RouteSpec{}, false
+		}
+		return *r, true
+	}
+	return s.view.Get(name)
+}
+
+// readPending re-reads the keys that events named and records their route
+// names in touched, with the backends of a key that is its route's only
+// one (nil: gone or unusable); routes of several keys are updated in multi.
+func (s *Source) readPending(ctx context.Context, pending map[string]struct{}, touched map[string][]string) error {
 	keys := make([]string, 0, len(pending))
 	for k := range pending {
 		keys = append(keys, k)
@@ -495,93 +561,106 @@ func (s *Source) readPending(ctx context.Context, pending, touched map[string]st
 			s.problems[key] = problem
 			s.log.Warn("redis: skipping malformed entry", "key", key, "problem", problem)
 		}
-		if old, had := s.entries[key]; had && s.byName != nil {
-			s.unindex(old.name, key)
-			touched[old.name] = struct{}{}
+		name, valid := s.sc.keyName(key)
+		if !valid {
+			return // never a route
 		}
+		var backends []string
 		if ok {
-			s.entries[key] = e
-			if s.byName != nil {
-				s.index(e.name, key)
-				touched[e.name] = struct{}{}
-			}
-		} else {
-			delete(s.entries, key)
+			backends = e.backends
 		}
-		s.dirty = true
+		m := s.multi[name]
+		if m == nil && key == s.sc.key(name) {
+			touched[name] = backends
+			return
+		}
+		if m == nil {
+			// A second key for the route: from now on it is merged by key.
+			m = make(map[string][]string)
+			if cur, ok := touched[name]; ok { // the only key, read just now
+				if cur != nil {
+					m[s.sc.key(name)] = cur
+				}
+			} else if r, ok := s.route(name); ok {
+				m[s.sc.key(name)] = r.Backends
+			}
+			s.multi[name] = m
+		}
+		if backends != nil {
+			m[key] = backends
+		} else {
+			delete(m, key)
+		}
+		touched[name] = nil
 	})
 	s.setStatus(func(st *Status) { st.Skipped = len(s.problems) })
 	return err
 }
 
-// nameKeys are the keys naming one route: almost always one, kept inline
-// so that a million routes cost no allocation each.
-type nameKeys struct {
-	one  string
-	more []string
-}
-
-func (s *Source) index(name, key string) {
-	nk := s.byName[name]
-	switch {
-	case nk.one == "" || nk.one == key:
-		nk.one = key
-	case !slices.Contains(nk.more, key):
-		nk.more = append(nk.more, key)
-	}
-	s.byName[name] = nk
-}
-
-func (s *Source) unindex(name, key string) {
-	nk, ok := s.byName[name]
-	if !ok {
+// publishChanges publishes the routes of the touched names: to
+// Options.Delta when set (overlaid on the last full publish; see
+// fullSync), else as a new full set.
+func (s *Source) publishChanges(touched map[string][]string, publish func(*balancer.RouteSet)) {
+	if len(touched) == 0 {
 		return
 	}
-	if nk.one == key {
-		nk.one = ""
-		if len(nk.more) > 0 {
-			nk.one, nk.more = nk.more[0], nk.more[1:]
-		}
-	} else if i := slices.Index(nk.more, key); i >= 0 {
-		nk.more = slices.Delete(slices.Clone(nk.more), i, i+1)
-	}
-	if nk.one == "" {
-		delete(s.byName, name)
-		return
-	}
-	s.byName[name] = nk
-}
-
-// publishDelta sends the routes of the touched names to Options.Delta. The
-// published list is then stale: the next full sync publishes everything
-// (and writes the snapshot).
-func (s *Source) publishDelta(touched map[string]struct{}) {
-	if !s.dirty || len(touched) == 0 {
-		return
-	}
-	s.dirty = false
 	var set []balancer.RouteSpec
 	var del []string
-	for name := range touched {
-		nk, ok := s.byName[name]
-		if !ok {
+	changes := make(map[string]*balancer.RouteSpec, len(touched))
+	for name, backends := range touched {
+		r := balancer.RouteSpec{Name: name, Backends: backends}
+		if m, ok := s.multi[name]; ok {
+			var usable bool
+			if r, usable = merge(name, m); !usable {
+				r.Backends = nil
+			}
+		}
+		old, had := s.route(name)
+		switch {
+		case r.Backends == nil && had:
 			del = append(del, name)
-			continue
+			changes[name] = nil
+		case r.Backends != nil && (!had || !sameRoute(old, r)):
+			set = append(set, r)
 		}
-		sub := map[string]entry{nk.one: s.entries[nk.one]}
-		for _, k := range nk.more {
-			sub[k] = s.entries[k]
-		}
-		set = append(set, build(sub)...) // one route: the keys' backends merged in key order
 	}
-	s.stale = true
-	s.setStatus(func(st *Status) { st.Routes = len(s.byName) })
+	for i := range set {
+		changes[set[i].Name] = &set[i]
+	}
+	if len(set) == 0 && len(del) == 0 {
+		return
+	}
+	if s.opts.Delta == nil || !s.havePublished {
+		next, err := s.view.With(changes)
+		if err != nil {
+			s.log.Error("redis: routes not published", "err", err)
+			return
+		}
+		s.publishFull(next, publish)
+		return
+	}
+	if s.over == nil {
+		s.over = make(map[string]*balancer.RouteSpec)
+	}
+	for _, name := range del {
+		s.over[name] = nil
+		s.count--
+	}
+	for i := range set {
+		if _, had := s.route(set[i].Name); !had {
+			s.count++
+		}
+		s.over[set[i].Name] = &set[i]
+	}
+	s.setStatus(func(st *Status) { st.Routes = s.count })
 	s.opts.Delta(set, del)
 	// The snapshot holds every route: rewriting it per change is cheap for
 	// small stores; large ones get it at the next resync.
-	if s.opts.SnapshotFile != "" && len(s.entries) <= snapshotPerChange {
-		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), build(s.entries), time.Now()); err != nil {
-			s.log.Warn("redis: snapshot not written", "err", err)
+	if s.opts.SnapshotFile != "" {
+		if s.count > snapshotPerChange {
+			s.snapshotStale = true
+		} else if cur, err := s.view.With(s.over); err == nil {
+			s.writeSnapshot(cur)
 		}
 	}
 }
@@ -589,26 +668,6 @@ func (s *Source) publishDelta(touched map[string]struct{}) {
 // snapshotPerChange is the largest store whose snapshot file is rewritten
 // after every change (about 0.1 s of work); beyond it, at each resync.
 const snapshotPerChange = 100_000
-
-func (s *Source) publishIfChanged(publish func([]balancer.RouteSpec)) {
-	if !s.dirty {
-		return
-	}
-	s.dirty = false
-	routes := build(s.entries)
-	if s.havePublished && !s.stale && sameRoutes(routes, s.published) {
-		return
-	}
-	s.stale = false
-	s.setStatus(func(st *Status) { st.Routes = len(routes) })
-	publish(routes)
-	s.published, s.havePublished = routes, true
-	if s.opts.SnapshotFile != "" {
-		if err := writeSnapshot(s.opts.SnapshotFile, s.sc.String(), routes, time.Now()); err != nil {
-			s.log.Warn("redis: snapshot not written", "err", err)
-		}
-	}
-}
 
 // syncFleet reads the backends reported down (keys that expired mean up).
 func (s *Source) syncFleet(ctx context.Context) error {

@@ -125,30 +125,109 @@ func interpret(sc schema, key string, vals []string, rerr error) (e entry, probl
 	return e, problem, ok, true
 }
 
-// loadAll reads every route key. problems maps keys skipped in full or in
-// part to a one-line description.
-func loadAll(ctx context.Context, c redis.UniversalClient, sc schema) (entries map[string]entry, problems map[string]string, err error) {
+// collector streams the keys of a full sync into a RouteSetBuilder: no
+// copy of every key or route is kept besides the set itself. A route that
+// more than one key contributes to (another spelling of the name, the two
+// catch-all keys of the sets schema) is kept per key in multi and merged
+// at the end; every other key is its route.
+type collector struct {
+	sc       schema
+	b        *balancer.RouteSetBuilder
+	multi    map[string]map[string][]string // name -> key -> backends
+	problems map[string]string              // by key: why it was skipped in full or in part
+	err      error
+}
+
+func newCollector(sc schema, sizeHint int) *collector {
+	return &collector{sc: sc, b: balancer.NewRouteSetBuilder(sizeHint),
+		multi: make(map[string]map[string][]string), problems: make(map[string]string)}
+}
+
+// key takes the result of reading one key.
+func (c *collector) key(key string, vals []string, rerr error) {
+	e, problem, ok, _ := interpret(c.sc, key, vals, rerr)
+	if problem != "" {
+		c.problems[key] = problem
+	}
+	if !ok || c.err != nil {
+		return
+	}
+	if m := c.multi[e.name]; m != nil || key != c.sc.key(e.name) {
+		if m == nil {
+			m = make(map[string][]string)
+			if r, ok := c.b.Get(e.name); ok {
+				m[c.sc.key(e.name)] = r.Backends
+			}
+			c.multi[e.name] = m
+		}
+		m[key] = e.backends
+		return
+	}
+	c.err = c.b.Set(balancer.RouteSpec{Name: e.name, Backends: e.backends})
+}
+
+// done merges the routes of several keys and returns the set.
+func (c *collector) done() (*balancer.RouteSet, error) {
+	for name, m := range c.multi {
+		r, ok := merge(name, m)
+		if !ok {
+			continue // only ALPN keys: no route until its own list exists
+		}
+		if err := c.b.Set(r); err != nil {
+			return nil, err
+		}
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.b.Done(), nil
+}
+
+// loadAll reads every route key (SCAN, then pipelined reads of each page of
+// keys) into a RouteSet. multi holds the routes with more than one key, by
+// key; problems maps keys skipped in full or in part to a one-line
+// description. sizeHint is the expected number of routes.
+func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint int) (set *balancer.RouteSet, multi map[string]map[string][]string, problems map[string]string, err error) {
 	ns, err := nodes(ctx, c)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	entries = make(map[string]entry)
-	problems = make(map[string]string)
-	err = scanKeys(ctx, ns, sc.scanPattern(), func(keys []string) error {
-		return readKeys(ctx, c, sc, keys, func(key string, vals []string, rerr error) {
-			e, problem, ok, _ := interpret(sc, key, vals, rerr)
-			if problem != "" {
-				problems[key] = problem
-			}
-			if ok {
-				entries[key] = e
+	col := newCollector(sc, sizeHint)
+	// The next pages of keys are scanned while one is read: the SCAN round
+	// trips overlap the pipelined reads.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan []string, 4)
+	scanned := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		scanned <- scanKeys(sctx, ns, sc.scanPattern(), func(keys []string) error {
+			select {
+			case pages <- keys:
+				return nil
+			case <-sctx.Done():
+				return sctx.Err()
 			}
 		})
-	})
-	if err != nil {
-		return nil, nil, err
+	}()
+	for keys := range pages {
+		if err == nil {
+			err = readKeys(ctx, c, sc, keys, col.key)
+			if err != nil {
+				cancel() // the scanner stops; pages drains
+			}
+		}
 	}
-	return entries, problems, nil
+	if serr := <-scanned; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if set, err = col.done(); err != nil {
+		return nil, nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	return set, col.multi, col.problems, nil
 }
 
 // List returns the valid routes stored in Redis under schema, sorted by
@@ -170,7 +249,7 @@ func Load(ctx context.Context, c redis.UniversalClient, schema string) ([]balanc
 	if err != nil {
 		return nil, nil, err
 	}
-	entries, problems, err := loadAll(ctx, c, sc)
+	set, _, problems, err := loadAll(ctx, c, sc, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,7 +258,7 @@ func Load(ctx context.Context, c redis.UniversalClient, schema string) ([]balanc
 		out = append(out, Problem{Key: k, Problem: p})
 	}
 	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Key, b.Key) })
-	return build(entries), out, nil
+	return set.Sorted(), out, nil
 }
 
 // hipacheAdd creates the list with its identifier when missing and appends
@@ -310,8 +389,11 @@ func setsTarget(name, backend string) (keys []string, member string, err error) 
 		if err != nil {
 			return nil, "", err
 		}
-		if spec.Weight != 1 || spec.Proxy != balancer.ProxyNone || spec.Drain {
+		if spec.Weight != 1 || spec.Proxy != balancer.ProxyNone || spec.Drain || spec.Source != balancer.SourceProxy {
 			return nil, "", fmt.Errorf("backend %q: the sets schema has no backend options", backend)
+		}
+		if spec.IsUnix() {
+			return nil, "", fmt.Errorf("backend %q: the sets schema holds host:port members, not unix sockets (use the hipache schema)", backend)
 		}
 		scheme = spec.Scheme
 		member = net.JoinHostPort(spec.Host, fmt.Sprint(spec.Port))

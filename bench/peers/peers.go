@@ -26,6 +26,8 @@ type Params struct {
 	TLSAddr           string // proxy's TLS passthrough listener
 	BackendHTTP       string // plain HTTP backend host:port
 	BackendTLS        string // TLS backend host:port
+	QUICAddr          string // proxy's UDP listener for QUIC; "" for proxies without one
+	BackendQUIC       string // UDP (QUIC) backend host:port
 	NginxStreamModule string // path of ngx_stream_module.so
 }
 

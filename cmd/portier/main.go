@@ -40,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		loops       = fs.Int("loops", 0, "event loops (overrides the config's `loops`; 0: one per CPU)")
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
+		logQueue    = fs.Int("log-queue", 1024, "log lines each event loop may queue for the log writer before dropping (counted in portier_log_dropped_total)")
+		logBurst    = fs.Int("log-burst", 10, "log lines of one kind an event loop writes per second before summarising the rest; -1: no limit")
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` on exit")
 		memProfile  = fs.String("memprofile", "", "write a heap profile to `file` on exit")
 	)
@@ -76,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		table, err := buildStatic(cfg, nil, nil)
+		table, err := buildStatic(cfg, nil, newHostCheck(true), nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "portier: %s: %v\n", *cfgPath, err)
 			return 1
@@ -106,18 +108,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	srv, err := startServer(cfg, logger, *loops)
+	srv, err := startServer(cfg, logger, runOptions{loops: *loops, logQueue: *logQueue, logBurst: *logBurst})
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1
 	}
 	logger.Info("portier started", "version", version, "routes", srv.router.Load().Len(), "loops", srv.eng.Loops(), "pid", os.Getpid())
 
+	// Reloads run off the signal loop, so a SIGTERM during a slow one (a
+	// config on a hung network file system, names that resolve slowly) is
+	// acted on at once. SIGHUPs during a reload make one more reload after it.
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range reloads {
+			logger.Info("reloading", "config", *cfgPath)
+			srv.reload(*cfgPath)
+		}
+	}()
+	defer close(reloads)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:
-			logger.Info("reloading", "config", *cfgPath)
-			srv.reload(*cfgPath)
+			select {
+			case reloads <- struct{}{}:
+			default: // one is already queued
+			}
 			continue
 		case syscall.SIGUSR1:
 			if srv.alog != nil {

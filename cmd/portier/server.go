@@ -29,6 +29,7 @@ type server struct {
 	logger *slog.Logger
 	router *balancer.Router
 	health *balancer.Health
+	hc     *hostCheck          // what this host allows (source=client)
 	src    *redisroutes.Source // nil without a redis section
 	eng    *engine.Engine
 	adm    *admin.Server
@@ -40,11 +41,13 @@ type server struct {
 	ready      atomic.Bool
 	// onHealth publishes a local health change to the fleet; set before
 	// the checks start.
-	onHealth func(addr string, up bool)
+	onHealth     func(addr string, up bool)
+	stopReporter context.CancelFunc // nil without fleet health
 
 	mu          sync.Mutex // serialises rebuilds of the route table
+	buildHook   func()     // tests: runs at the start of each build, s.mu held
 	cfg         *config.Config
-	redisRoutes []balancer.RouteSpec // last routes Redis published in full; nil before the first
+	redisRoutes *balancer.RouteSet // last routes Redis published in full; nil before the first
 	redisSeen   bool
 	// redisDelta holds the routes Redis changed since its last full publish
 	// (nil: removed), applied on top of redisRoutes.
@@ -56,10 +59,10 @@ const tableTimeout = 10 * time.Second
 // buildStatic builds the table of cfg's own routes, failing on any error:
 // a config file that cannot be served as written is refused (at start and
 // on reload).
-func buildStatic(cfg *config.Config, h *balancer.Health, rs *balancer.RouteStatsSet) (*balancer.Table, error) {
+func buildStatic(cfg *config.Config, h *balancer.Health, hc *hostCheck, rs *balancer.RouteStatsSet) (*balancer.Table, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
 	defer cancel()
-	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, RouteStats: rs})
+	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, CheckBackend: hc.backend, RouteStats: rs})
 }
 
 // rebuild stores a new table from the config's routes overlaid with Redis's
@@ -68,20 +71,11 @@ func buildStatic(cfg *config.Config, h *balancer.Health, rs *balancer.RouteStats
 func (s *server) rebuild() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var t *balancer.Table
-	var err error
-	if !s.redisSeen {
-		t, err = buildStatic(s.cfg, s.health, s.routeStats)
-	} else {
-		routes := mergeRoutes(s.cfg.Routes, s.redisView())
-		def := s.cfg.Default
-		if def != "" && !slices.ContainsFunc(routes, func(r balancer.RouteSpec) bool { return r.Name == def }) {
-			def = "" // the file's default was a Redis name that is gone
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
-		t, err = balancer.NewTable(ctx, routes, def, s.dynamicOptions())
-		cancel()
-	}
+	return s.rebuildLocked()
+}
+
+func (s *server) rebuildLocked() error {
+	t, err := s.buildLocked(s.cfg, false)
 	if err != nil {
 		return err
 	}
@@ -90,17 +84,77 @@ func (s *server) rebuild() error {
 	return nil
 }
 
+// buildLocked builds the table of cfg's routes overlaid with Redis's view,
+// resolving every backend once. With strict, a route of the file that
+// cannot be built (and that Redis does not override) fails the build: a
+// reloaded file that cannot be served as written is refused. s.mu is held,
+// so no Redis change lands between the build and its store.
+func (s *server) buildLocked(cfg *config.Config, strict bool) (*balancer.Table, error) {
+	if s.buildHook != nil {
+		s.buildHook()
+	}
+	if !s.redisSeen {
+		return buildStatic(cfg, s.health, s.hc, s.routeStats)
+	}
+	return s.buildWithRedis(cfg, strict)
+}
+
 // dynamicOptions are the table options with Redis routes in play: a bad
 // route is skipped with a log line instead of failing the whole table.
 func (s *server) dynamicOptions() balancer.TableOptions {
-	return balancer.TableOptions{Health: s.health, RouteStats: s.routeStats, OnInvalid: func(route string, err error) {
+	return balancer.TableOptions{Health: s.health, CheckBackend: s.hc.backend, RouteStats: s.routeStats, OnInvalid: func(route string, err error) {
 		s.logger.Warn("route skipped", "route", route, "err", err)
 	}}
 }
 
-// redisView is Redis's routes: the last full publish with the deltas since.
-func (s *server) redisView() []balancer.RouteSpec {
-	return balancer.Overlay(s.redisRoutes, s.redisDelta)
+// buildWithRedis builds the table of the file's routes overlaid with
+// Redis's: the last full publish with the deltas since, streamed into the
+// builder (a million routes are not copied into a list first). A name in
+// Redis overrides the same name in the file. strict as for buildLocked.
+func (s *server) buildWithRedis(cfg *config.Config, strict bool) (*balancer.Table, error) {
+	inRedis := func(name string) bool {
+		if r, ok := s.redisDelta[name]; ok {
+			return r != nil
+		}
+		return s.redisRoutes.Has(name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
+	defer cancel()
+	opts := s.dynamicOptions()
+	var fileErr error
+	fromFile := true // OnInvalid runs for the file's routes first, then Redis's
+	if strict {
+		skip := opts.OnInvalid
+		opts.OnInvalid = func(route string, err error) {
+			if fromFile && fileErr == nil {
+				fileErr = fmt.Errorf("route %s: %w", route, err)
+			}
+			skip(route, err)
+		}
+	}
+	b := balancer.NewBuilder(ctx, len(cfg.Routes)+s.redisRoutes.Len(), opts)
+	for _, r := range cfg.Routes {
+		if !inRedis(r.Name) {
+			if err := b.Add(r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	fromFile = false
+	if err := b.AddSet(s.redisRoutes, s.redisDelta); err != nil {
+		return nil, err
+	}
+	def := cfg.Default
+	if def != "" {
+		if n, err := balancer.NormalizeRouteName(def); err == nil && !b.Has(n) {
+			def = "" // the file's default was a Redis name that is gone
+		}
+	}
+	t, err := b.Table(def)
+	if err == nil {
+		err = fileErr
+	}
+	return t, err
 }
 
 // applyDelta applies a few changed Redis routes to the current table with
@@ -140,33 +194,23 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 		"changed", len(set), "removed", len(del))
 }
 
-// mergeRoutes returns static with every route that overlay names replaced,
-// followed by overlay's other routes.
-func mergeRoutes(static, overlay []balancer.RouteSpec) []balancer.RouteSpec {
-	over := make(map[string]bool, len(overlay))
-	for _, r := range overlay {
-		over[r.Name] = true
-	}
-	out := make([]balancer.RouteSpec, 0, len(static)+len(overlay))
-	for _, r := range static {
-		if !over[r.Name] {
-			out = append(out, r)
-		}
-	}
-	return append(out, overlay...)
-}
-
 // startServer builds and starts everything for cfg. On error, what was
 // started is stopped again.
-func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server, err error) {
-	s = &server{logger: logger, cfg: cfg, routeStats: balancer.NewRouteStatsSet()}
+// runOptions are the command line's settings that the config file does not hold.
+type runOptions struct {
+	loops              int // overrides cfg.Loops when > 0
+	logQueue, logBurst int // engine.Options.LogQueue, LogBurst
+}
+
+func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
+	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false), routeStats: balancer.NewRouteStatsSet()}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
 			if s.onHealth != nil {
 				s.onHealth(addr, up)
 			}
 		}})
-	table, err := buildStatic(cfg, s.health, s.routeStats)
+	table, err := buildStatic(cfg, s.health, s.hc, s.routeStats)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
@@ -194,13 +238,18 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 		MaxHeaderBytes:      cfg.Limits.MaxHeaderBytes,
 		MaxConnections:      cfg.Limits.MaxConnections,
 		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		PerIPv6Prefix:       cfg.Limits.PerIPIPv6Prefix,
 		Retries:             cfg.Retries,
 		Logger:              logger,
+		LogQueue:            ro.logQueue,
+		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
 		RouteTop:            s.top,
 	}
-	if loops > 0 {
-		opts.Loops = loops
+	opts.QUIC = engine.QUICOptions{MaxFlows: cfg.Limits.MaxFlows, MaxFlowsPerIP: cfg.Limits.MaxFlowsPerIP,
+		IdleTimeout: cfg.Timeouts.QUICIdle}
+	if ro.loops > 0 {
+		opts.Loops = ro.loops
 	}
 	for _, ln := range cfg.Listeners {
 		opts.Listeners = append(opts.Listeners, listenerSpec(ln))
@@ -240,8 +289,11 @@ func startServer(cfg *config.Config, logger *slog.Logger, loops int) (s *server,
 
 func listenerSpec(ln config.Listener) engine.ListenerSpec {
 	scheme := balancer.SchemeHTTP
-	if ln.Protocol == "tls" {
+	switch ln.Protocol {
+	case "tls":
 		scheme = balancer.SchemeTLS
+	case "quic":
+		scheme = balancer.SchemeQUIC
 	}
 	spec := engine.ListenerSpec{Name: ln.Name, Address: ln.Address, Scheme: scheme,
 		AcceptProxy: ln.AcceptProxy, TrustedProxies: ln.TrustedProxies}
@@ -268,7 +320,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 	opts := redisroutes.Options{
 		URL: rc.URL, Password: os.Getenv("PORTIER_REDIS_PASSWORD"),
 		SentinelMaster: rc.SentinelMaster, SentinelAddrs: rc.SentinelAddrs, ClusterAddrs: rc.ClusterAddrs,
-		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, Logger: s.logger,
+		Schema: rc.Schema, Resync: rc.Resync, SnapshotFile: rc.SnapshotFile, NotifyOff: rc.NotifyOff, Logger: s.logger,
 		Delta: s.applyDelta,
 	}
 	if rc.ShareHealth {
@@ -284,28 +336,26 @@ func (s *server) startRedis(rc *config.Redis) error {
 	s.src = src
 	if rc.ShareHealth {
 		// Publishing runs off the checker's goroutine so that a slow Redis
-		// never delays checks; the TTL lets a report lapse if its author dies.
+		// never delays checks, in order, from one goroutine; the TTL lets a
+		// report lapse if its author dies.
 		ttl := 3 * max(s.cfg.Health.WithDefaults(balancer.HealthCheck{}).Interval, time.Second)
-		s.onHealth = func(addr string, up bool) {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				if err := src.ReportHealth(ctx, addr, !up, ttl); err != nil {
-					s.logger.Warn("fleet health report failed", "addr", addr, "err", err)
-				}
-			}()
-		}
+		rep := src.NewHealthReporter(ttl)
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopReporter = cancel
+		go rep.Run(ctx)
+		s.onHealth = func(addr string, up bool) { rep.Report(addr, !up) }
 	}
-	go src.Run(context.Background(), func(routes []balancer.RouteSpec) {
+	go src.Run(context.Background(), func(routes *balancer.RouteSet) {
 		s.mu.Lock()
 		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
+		err := s.rebuildLocked()
 		s.mu.Unlock()
-		if err := s.rebuild(); err != nil {
+		if err != nil {
 			s.logger.Error("route table rebuild failed; keeping the current one", "err", err)
 			return
 		}
 		s.ready.Store(true)
-		s.logger.Info("routes updated from redis", "redis_routes", len(routes), "routes", s.router.Load().Len())
+		s.logger.Info("routes updated from redis", "redis_routes", routes.Len(), "routes", s.router.Load().Len())
 	})
 	return nil
 }
@@ -329,27 +379,28 @@ func (s *server) redisStatus() func() admin.RedisStatus {
 
 // reload re-reads the config file: new routes and pools apply to new
 // connections, open ones are untouched. Settings that need new sockets or
-// loops are reported and keep their running values.
+// loops are reported and keep their running values. The table is built once
+// (validation and build are one step, each name resolved once) while holding
+// s.mu: a Redis change that arrives meanwhile waits and then applies to the
+// new configuration.
 func (s *server) reload(path string) {
 	cfg, err := config.Load(path)
-	if err == nil {
-		_, err = buildStatic(cfg, s.health, nil)
-	}
 	if err != nil {
 		s.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
 	s.mu.Lock()
-	old := s.cfg
-	s.cfg = cfg
-	s.mu.Unlock()
-	if err := s.rebuild(); err != nil {
-		s.mu.Lock()
-		s.cfg = old
+	t, err := s.buildLocked(cfg, true)
+	if err != nil {
 		s.mu.Unlock()
-		s.logger.Error("reload failed; keeping the running configuration", "err", err)
+		s.logger.Error("reload failed; keeping the running configuration", "err", fmt.Errorf("%s: %w", path, err))
 		return
 	}
+	old := s.cfg
+	s.cfg = cfg
+	s.router.Store(t)
+	s.health.Track(t)
+	s.mu.Unlock()
 	if !slices.EqualFunc(old.Listeners, cfg.Listeners, sameListener) || old.Loops != cfg.Loops ||
 		old.Timeouts != cfg.Timeouts || old.Limits != cfg.Limits || old.Retries != cfg.Retries ||
 		(old.Redis == nil) != (cfg.Redis == nil) || (old.Admin == nil) != (cfg.Admin == nil) ||
@@ -357,7 +408,7 @@ func (s *server) reload(path string) {
 		old.RouteMetrics != nil && *old.RouteMetrics != *cfg.RouteMetrics {
 		s.logger.Warn("reload: listeners, loops, timeouts, limits, retries, redis, admin, access_log and route_metrics changes need a restart; routes were reloaded")
 	}
-	s.logger.Info("reloaded", "config", path, "routes", s.router.Load().Len())
+	s.logger.Info("reloaded", "config", path, "routes", t.Len())
 }
 
 func sameListener(a, b config.Listener) bool {
@@ -395,6 +446,9 @@ func (s *server) stopNow() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.adm.Shutdown(ctx)
 		cancel()
+	}
+	if s.stopReporter != nil {
+		s.stopReporter()
 	}
 	if s.src != nil {
 		_ = s.src.Close()

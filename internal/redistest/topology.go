@@ -99,3 +99,62 @@ func StartCluster(t testing.TB, n int) []*Server {
 	}
 	return nodes
 }
+
+// StartSentinels starts n Sentinels monitoring master under name with the
+// given quorum, set to notice a dead master after downAfter and to fail
+// over promptly, as a production group of three would be configured. It
+// returns once each reports the master.
+func StartSentinels(t testing.TB, master *Server, name string, n, quorum int, downAfter time.Duration) []*Server {
+	t.Helper()
+	host, mport, err := net.SplitHostPort(master.Addr)
+	if err != nil {
+		t.Fatalf("redistest: sentinel: master address %q: %v", master.Addr, err)
+	}
+	out := make([]*Server, n)
+	for i := range out {
+		out[i] = launch(t, func(port int, dir string) ([]string, error) {
+			conf := filepath.Join(dir, "sentinel.conf")
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
+				"sentinel monitor %s %s %s %d\n"+
+				"sentinel down-after-milliseconds %s %d\n"+
+				"sentinel failover-timeout %s 10000\n"+
+				"sentinel parallel-syncs %s 1\n",
+				port, dir, filepath.Join(dir, "redis.log"), name, host, mport, quorum,
+				name, downAfter.Milliseconds(), name, name)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				return nil, err
+			}
+			return []string{conf, "--sentinel"}, nil
+		})
+	}
+	want := host + "\n" + mport
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range out {
+		for s.Cli("SENTINEL", "get-master-addr-by-name", name) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: sentinel on %s does not report master %s; log:\n%s", s.Addr, name, s.logTail())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// StartReplica starts a redis-server replicating master and waits until
+// the link is up.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	r := Start(t, "--replicaof", host, port)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(r.Cli("INFO", "replication"), "master_link_status:up") {
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: replica %s of %s never linked", r.Addr, master.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
+}
+
+// Kill ends the server at once with SIGKILL, as a crash would.
+func (s *Server) Kill() { s.kill() }

@@ -48,6 +48,7 @@ type options struct {
 	profile    bool
 	keep       bool
 	only       string
+	scenarios  string
 	proxyCPU   int
 	loadCPU    int
 }
@@ -61,13 +62,15 @@ type settings struct {
 	idleN     int           // idle TLS connections
 	benchtime string        // go test -benchtime ("" = default 1s)
 	deadline  time.Duration // the whole run
+	quicN     int           // new QUIC flows (one captured first flight each)
+	flights   [][][]byte    // captured quic-go first flights, filled in by run
 }
 
 func settingsFor(quick bool) settings {
 	if quick {
-		return settings{dur: 3 * time.Second, dur1m: 2 * time.Second, abN: 5000, hsN: 1000, idleN: 1000, benchtime: "50ms", deadline: 4 * time.Minute}
+		return settings{dur: 3 * time.Second, dur1m: 2 * time.Second, abN: 5000, hsN: 1000, idleN: 1000, benchtime: "50ms", deadline: 4 * time.Minute, quicN: 1000}
 	}
-	return settings{dur: 10 * time.Second, dur1m: 10 * time.Second, abN: 20000, hsN: 5000, idleN: 4000, deadline: 9*time.Minute + 30*time.Second}
+	return settings{dur: 10 * time.Second, dur1m: 10 * time.Second, abN: 20000, hsN: 5000, idleN: 4000, deadline: 9*time.Minute + 30*time.Second, quicN: 3000}
 }
 
 func main() {
@@ -78,6 +81,7 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", false, "save CPU and heap profiles of portier under load in bench/out/")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with configs and logs")
 	flag.StringVar(&o.only, "only", "", "comma-separated proxies to run (default: all)")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenario ids to run, e.g. quic-dgram,quic-flow (default: all, plus the micro-benchmarks and idle memory)")
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 1, "CPU the proxy under test is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "CPU for load generators, backends and this program")
 	flag.Parse()
@@ -107,6 +111,7 @@ type proxyDef struct {
 	conf     string // template name in bench/peers
 	httpAddr string
 	tlsAddr  string
+	quicAddr string // UDP listener for the QUIC cases; "" if the proxy has none
 	argv     func(bin, conf string, profile []string) []string
 	grace    time.Duration // SIGTERM to exit; portier writes profiles then
 }
@@ -115,13 +120,13 @@ func proxyDefs(portierBin string) []*proxyDef {
 	return []*proxyDef{
 		{name: "haproxy", bin: "haproxy", conf: "haproxy.cfg", httpAddr: "127.0.0.1:18100", tlsAddr: "127.0.0.1:18101",
 			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-db", "-f", conf} }, grace: 5 * time.Second},
-		{name: "nginx", bin: "nginx", conf: "nginx.conf", httpAddr: "127.0.0.1:18200", tlsAddr: "127.0.0.1:18201",
+		{name: "nginx", bin: "nginx", conf: "nginx.conf", httpAddr: "127.0.0.1:18200", tlsAddr: "127.0.0.1:18201", quicAddr: "127.0.0.1:18202",
 			argv: func(bin, conf string, _ []string) []string {
 				return []string{bin, "-p", filepath.Dir(conf), "-e", "stderr", "-c", conf}
 			}, grace: 5 * time.Second},
 		{name: "sniproxy", bin: "sniproxy", conf: "sniproxy.conf", httpAddr: "127.0.0.1:18300", tlsAddr: "127.0.0.1:18301",
 			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-f", "-n", "20000", "-c", conf} }, grace: 5 * time.Second},
-		{name: "portier", bin: portierBin, conf: "portier.yaml", httpAddr: "127.0.0.1:18400", tlsAddr: "127.0.0.1:18401",
+		{name: "portier", bin: portierBin, conf: "portier.yaml", httpAddr: "127.0.0.1:18400", tlsAddr: "127.0.0.1:18401", quicAddr: "127.0.0.1:18402",
 			argv: func(bin, conf string, profile []string) []string {
 				// warn: the peers log no access lines either.
 				return append([]string{bin, "-config", conf, "-loops", "1", "-log-level", "warn"}, profile...)
@@ -136,6 +141,7 @@ type scenario struct {
 	tls       bool
 	perMiB    bool   // throughput scenario: report MiB/s and CPU per MiB
 	perConn   bool   // one connection per request: the request rate is a connection rate
+	perDgram  bool   // a request is one forwarded datagram
 	method    string // how it is driven, for the report
 }
 
@@ -154,6 +160,10 @@ func scenarios(s settings) []scenario {
 			method: "h2load --h1, 1 thread, 8 keep-alive TLS connections, " + d1m + " s, `GET /1m`"},
 		{id: "tls-conn", title: "TLS passthrough, one handshake per connection (connections per second)", tool: "go", tls: true, perConn: true,
 			method: fmt.Sprintf("Go crypto/tls client inside benchrun, %d connections, 8 in parallel; each: TCP connect, full handshake (no resumption), `GET /` with `Connection: close`, read to EOF", s.hsN)},
+		{id: "quic-dgram", title: "QUIC (UDP) datagrams of established flows (datagrams per second)", tool: "go", perDgram: true,
+			method: "benchrun: 16 flows, each opened with a real quic-go first flight for " + routeHost + " and answered by a UDP echo backend, then 1,200-byte short-header datagrams in ping-pong for " + d + " s; a request is one datagram forwarded (both directions count). portier routes the flow by the SNI in its Initials; nginx `stream` (`listen ... udp; proxy_pass`) forwards without looking. Ratios are to nginx"},
+		{id: "quic-flow", title: "QUIC (UDP) new flows (flows per second)", tool: "go", perConn: true,
+			method: fmt.Sprintf("benchrun: %d flows, 8 in parallel, each from a new client socket with its own captured quic-go first flight (own Destination Connection ID, ClientHello over two Initial datagrams), done when the echo backend's first answer arrives. Ratios are to nginx", s.quicN)},
 	}
 }
 
@@ -198,6 +208,19 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	ctx, cancel := context.WithTimeout(ctx, set.deadline)
 	defer cancel()
 	rep := &report{opts: o, set: set, started: time.Now(), scen: scenarios(set)}
+	if o.scenarios != "" {
+		keep := map[string]bool{}
+		for _, id := range strings.Split(o.scenarios, ",") {
+			keep[strings.TrimSpace(id)] = true
+		}
+		var sel []scenario
+		for _, sc := range rep.scen {
+			if keep[sc.id] {
+				sel = append(sel, sc)
+			}
+		}
+		rep.scen = sel
+	}
 
 	if _, err := os.Stat("go.mod"); err != nil {
 		return errors.New("run from the repository root (go.mod not found)")
@@ -268,12 +291,24 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	rep.versions = versions(ctx, o.portierBin, portierErr == "")
 
 	// Micro-benchmarks first, while no proxy or load runs.
-	rep.benchCmd, rep.benchOut, rep.benchErr = goBench(ctx, o, set)
+	if o.scenarios == "" {
+		rep.benchCmd, rep.benchOut, rep.benchErr = goBench(ctx, o, set)
+	}
 
 	if err := pinAll(o.loadCPU); err != nil {
 		return err
 	}
 
+	if stopEcho, err := quicEcho(backendQUIC); err != nil {
+		rep.notes = append(rep.notes, "QUIC cases not run: echo backend: "+err.Error())
+	} else {
+		defer stopEcho()
+		logf("capturing %d quic-go first flights", set.quicN)
+		if set.flights, err = quicFlights(ctx, routeHost, set.quicN); err != nil {
+			rep.notes = append(rep.notes, "QUIC cases not run: capturing quic-go Initials: "+err.Error())
+			set.flights = nil
+		}
+	}
 	rep.backend = strings.Join([]string{"taskset", "-c", strconv.Itoa(o.loadCPU), backendBin, "-http", backendHTTP, "-tls", backendTLS}, " ")
 	backend, err := sup.start("benchbackend", o.loadCPU, nil, nil, backendBin, "-http", backendHTTP, "-tls", backendTLS)
 	if err != nil {
@@ -418,6 +453,7 @@ func startProxy(ctx context.Context, sup *supervisor, o options, d *proxyDef, di
 		Dir: dir, Host: routeHost,
 		HTTPAddr: d.httpAddr, TLSAddr: d.tlsAddr,
 		BackendHTTP: backendHTTP, BackendTLS: backendTLS,
+		QUICAddr: d.quicAddr, BackendQUIC: backendQUIC,
 		NginxStreamModule: nginxStreamModule(ctx),
 	}
 	conf, err := peers.Write(d.conf, p)
@@ -505,7 +541,7 @@ func benchProxy(ctx context.Context, sup *supervisor, o options, set settings, r
 			"CPU profile:  go tool pprof -http=localhost:0 "+o.portierBin+" "+profPaths[0],
 			"heap profile: go tool pprof -http=localhost:0 -sample_index=inuse_space "+o.portierBin+" "+profPaths[1])
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && o.scenarios == "" {
 		pr.idle = idleMemory(ctx, sup, o, set, d, dir, idleBin)
 	}
 	return nil
@@ -528,6 +564,30 @@ func runScenario(ctx context.Context, o options, set settings, sc scenario, d *p
 		argv = append(pin, "h2load", "--h1", "-t1", "-c32", "-D", dur, "--connect-to="+d.tlsAddr, "--log-file="+logPath, "https://"+routeHost+"/")
 	case "tls-1m":
 		argv = append(pin, "h2load", "--h1", "-t1", "-c8", "-D", dur1m, "--connect-to="+d.tlsAddr, "--log-file="+logPath, "https://"+routeHost+"/1m")
+	case "quic-dgram", "quic-flow":
+		if d.quicAddr == "" {
+			return loadResult{}, errors.New("no UDP proxying of QUIC (HAProxy: no L4 QUIC load balancing; sniproxy: TCP only)")
+		}
+		if len(set.flights) == 0 {
+			return loadResult{}, errors.New("no captured QUIC first flights")
+		}
+		l0, p0 := readCPUStat(o.loadCPU), readCPUStat(o.proxyCPU)
+		cpu0, t0 := cpuTime(pid), time.Now()
+		var r loadResult
+		var err error
+		if sc.id == "quic-flow" {
+			r = quicFlowLoad(ctx, d.quicAddr, set.flights, 8)
+			r.Cmd = fmt.Sprintf("benchrun (pinned to CPU %d) UDP client: %d new flows to %s, 8 workers", o.loadCPU, len(set.flights), d.quicAddr)
+		} else {
+			r, err = quicDatagramLoad(ctx, d.quicAddr, set.flights[len(set.flights)-16:], 16, set.dur)
+			r.Cmd = fmt.Sprintf("benchrun (pinned to CPU %d) UDP client: 16 flows to %s, 1,200-byte ping-pong for %s", o.loadCPU, d.quicAddr, set.dur)
+		}
+		r.Wall, r.CPU = time.Since(t0), cpuTime(pid)-cpu0
+		r.Load, r.ProxyCPU = share(l0, readCPUStat(o.loadCPU)), share(p0, readCPUStat(o.proxyCPU))
+		if err == nil && r.Requests == 0 {
+			err = fmt.Errorf("nothing forwarded (%d errors)", r.Errors)
+		}
+		return r, err
 	case "tls-conn":
 		cmd := fmt.Sprintf("benchrun (pinned to CPU %d) Go TLS client: %d connections to %s, SNI %s, 8 workers", o.loadCPU, set.hsN, d.tlsAddr, routeHost)
 		l0, p0 := readCPUStat(o.loadCPU), readCPUStat(o.proxyCPU)

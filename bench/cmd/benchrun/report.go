@@ -120,9 +120,18 @@ func fmtRatio(v, base float64) string {
 	return fmt.Sprintf("%.2f×", v/base)
 }
 
+// baselineName is the proxy the ratios of scenario id are to: HAProxy, or
+// nginx for the QUIC cases (HAProxy does not proxy QUIC at L4).
+func baselineName(id string) string {
+	if strings.HasPrefix(id, "quic-") {
+		return "nginx"
+	}
+	return "haproxy"
+}
+
 func (rep *report) baseline(id string) (loadResult, bool) {
 	for _, pr := range rep.runs {
-		if pr.def.name == "haproxy" {
+		if pr.def.name == baselineName(id) {
 			r, ok := pr.results[id]
 			return r, ok
 		}
@@ -187,10 +196,17 @@ func (rep *report) markdown() string {
 		if sc.perConn {
 			unit, cpuUnit = "conn/s", "CPU µs/conn"
 		}
+		if sc.perDgram {
+			unit, cpuUnit = "datagrams/s", "CPU µs/datagram"
+		}
+		vs := "HAProxy"
+		if baselineName(sc.id) == "nginx" {
+			vs = "nginx"
+		}
 		if sc.perMiB {
 			unit, cpuUnit = "MiB/s", "CPU µs/MiB"
 		}
-		w("| Proxy | %s | p50 | p99 | Proxy CPU | %s | %s vs HAProxy | %s vs HAProxy | Errors |\n", unit, cpuUnit, unit, cpuUnit)
+		w("| Proxy | %s | p50 | p99 | Proxy CPU | %s | %s vs %s | %s vs %s | Errors |\n", unit, cpuUnit, unit, vs, cpuUnit, vs)
 		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		base, haveBase := rep.baseline(sc.id)
 		var cmds, notes, busy []string

@@ -115,7 +115,7 @@ func run(dir string, c capture) error {
 		data []byte
 		buf  = make([]byte, 4096)
 		ch   parser.ClientHello
-		rh   parser.RequestHead
+		fr   parser.RequestFramer
 	)
 	for {
 		n, err := conn.Read(buf)
@@ -123,9 +123,10 @@ func run(dir string, c capture) error {
 		var perr error
 		var end int
 		if c.http {
-			perr, end = parser.ParseRequestHead(data, &rh), rh.HeadLen
+			fr.Reset()
+			_, end, perr = fr.Next(data, len(data)+1)
 		} else {
-			perr, end = parser.ParseClientHello(data, &ch), ch.Len
+			perr, end = parser.ParseClientHello(data, 0, &ch), ch.Len
 		}
 		switch {
 		case perr == nil:
@@ -139,11 +140,16 @@ func run(dir string, c capture) error {
 }
 
 // writeSeed writes one seed file in the "go test fuzz v1" format.
-func writeSeed(dir, name string, data []byte) error {
+// writeSeed writes a seed whose first argument is data; more are further
+// arguments in the corpus syntax (e.g. "uint64(0)").
+func writeSeed(dir, name string, data []byte, more ...string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
+	for _, m := range more {
+		body += m + "\n"
+	}
 	return os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
 }
 
@@ -195,7 +201,7 @@ func writeSeeds(dir string) error {
 			return err
 		}
 		name := strings.TrimSuffix(filepath.Base(f), ".http")
-		if err := writeSeed(filepath.Join(dir, "fuzz", "FuzzParseRequestHead"), name, b); err != nil {
+		if err := writeSeed(filepath.Join(dir, "fuzz", "FuzzRequestFramer"), "head-"+name, b, "uint64(0)"); err != nil {
 			return err
 		}
 	}
