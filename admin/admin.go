@@ -189,6 +189,13 @@ type RouteInfo struct {
 	Name     string        `json:"name"`
 	Balance  string        `json:"balance"`
 	Backends []BackendInfo `json:"backends"`
+	ALPN     []ALPNInfo    `json:"alpn,omitempty"` // per-ALPN pools of a TLS route
+}
+
+// ALPNInfo is a route's pool for one ALPN protocol.
+type ALPNInfo struct {
+	Protocol string        `json:"protocol"`
+	Backends []BackendInfo `json:"backends"`
 }
 
 // BackendInfo is one backend of a route in the /routes response.
@@ -234,13 +241,27 @@ func routeInfo(t *balancer.Table, r balancer.RouteSpec, byRaw *map[string]*balan
 		}
 		bes = specBackends(*byRaw, r)
 	}
+	info.Backends = backendInfos(info.Backends, bes)
+	if len(r.ALPN) > 0 {
+		// r has tls:// backends (alpn requires them), so the lookup lands on
+		// r's own pool, or one shared with a route of equal content and ALPN.
+		if p := t.Lookup(balancer.SchemeTLS, []byte(r.Name)); p != nil {
+			for _, ap := range p.ALPN {
+				info.ALPN = append(info.ALPN, ALPNInfo{Protocol: ap.Protocol, Backends: backendInfos([]BackendInfo{}, ap.Pool.Backends)})
+			}
+		}
+	}
+	return info
+}
+
+func backendInfos(out []BackendInfo, bes []*balancer.Backend) []BackendInfo {
 	for _, b := range bes {
-		info.Backends = append(info.Backends, BackendInfo{
+		out = append(out, BackendInfo{
 			URL: b.Spec.Raw, Addr: b.AddrText, Scheme: b.Spec.Scheme.String(), Weight: b.Spec.Weight,
 			Up: b.Up(), Draining: b.Draining(), Active: b.Active(),
 		})
 	}
-	return info
+	return out
 }
 
 // poolBackends collects r's backends from the table's pools, looking the

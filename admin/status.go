@@ -246,18 +246,33 @@ func statusRoutes(p *statusPage, t *balancer.Table, q url.Values) {
 	n, _ := strconv.Atoi(q.Get("rp"))
 	lo := max(n-1, 0) * routesPerPage
 	var specs []balancer.RouteSpec
-	t.EachRoute(func(r *balancer.RouteSpec) bool {
-		if want != "" && !strings.Contains(r.Name, want) {
+	if want == "" {
+		// Every route matches: the count is known, and the walk stops at
+		// the end of the page.
+		p.RoutesN = p.RoutesAll
+		lo = min(lo, max(p.RoutesN-1, 0)/routesPerPage*routesPerPage)
+		i := 0
+		t.EachRoute(func(r *balancer.RouteSpec) bool {
+			if i >= lo {
+				specs = append(specs, *r)
+			}
+			i++
+			return len(specs) < routesPerPage
+		})
+	} else {
+		t.EachRoute(func(r *balancer.RouteSpec) bool {
+			if !strings.Contains(r.Name, want) {
+				return true
+			}
+			if p.RoutesN >= lo && p.RoutesN < lo+routesPerPage {
+				specs = append(specs, *r)
+			}
+			p.RoutesN++
 			return true
-		}
-		if p.RoutesN >= lo && p.RoutesN < lo+routesPerPage {
-			specs = append(specs, *r)
-		}
-		p.RoutesN++
-		return true
-	})
+		})
+	}
 	p.RPage, _, _ = page(q, "rp", p.RoutesN, routesPerPage)
-	if p.RPage.Page != max(n, 1) { // asked past the end: show the last page
+	if want != "" && p.RPage.Page != max(n, 1) { // asked past the end: show the last page
 		lo = (p.RPage.Page - 1) * routesPerPage
 		specs = specs[:0]
 		i := 0

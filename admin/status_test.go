@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,5 +160,29 @@ func TestStatusPagesRoutes(t *testing.T) {
 	// 21 distinct backends: one page; the state filter narrows them.
 	if page := e.statusPage(t, "?state=draining"); strings.Contains(page, "data-backend=") {
 		t.Error("state=draining lists backends that are not draining")
+	}
+}
+
+// TestStatusShowsALPNPools: a route's per-ALPN pools are listed in /routes
+// and on the status page.
+func TestStatusShowsALPNPools(t *testing.T) {
+	table, err := balancer.NewTable(context.Background(), []balancer.RouteSpec{{Name: "site.test",
+		Backends: []string{"tls://127.0.0.1:1"},
+		ALPN:     []balancer.ALPNRoute{{Protocol: "acme-tls/1", Backends: []string{"tls://127.0.0.1:2"}}}}}, "", balancer.TableOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) { o.Router = balancer.NewRouter(table) })
+	_, body := e.do(t, http.MethodGet, "/routes")
+	var rr routesResponse
+	if err := json.Unmarshal(body, &rr); err != nil || len(rr.Routes) != 1 {
+		t.Fatalf("/routes: %v %s", err, body)
+	}
+	r := rr.Routes[0]
+	if len(r.ALPN) != 1 || r.ALPN[0].Protocol != "acme-tls/1" || len(r.ALPN[0].Backends) != 1 || r.ALPN[0].Backends[0].Addr != "127.0.0.1:2" {
+		t.Errorf("/routes alpn %+v", r.ALPN)
+	}
+	if page := e.statusPage(t, ""); !strings.Contains(page, `<li data-alpn="acme-tls/1">`) || !strings.Contains(page, "tls://127.0.0.1:2 <span") {
+		t.Error("status page does not list the ALPN pool")
 	}
 }

@@ -215,6 +215,16 @@ func TestParseBad(t *testing.T) {
 		{"route_metrics top too big", head + "route_metrics: {top: 101}\n", `3: route_metrics.top: 101 out of range 1..100`},
 		{"route_metrics short window", head + "route_metrics: {top: 5, window: 10ms}\n", `3: route_metrics.window: 10ms is shorter than 1s`},
 
+		// ALPN pools
+		{"alpn http backend", head + "routes:\n  a.test:\n    backends: [tls://127.0.0.1:1]\n    alpn:\n      h2: [http://127.0.0.1:2]\n",
+			`7: routes["a.test"].alpn["h2"][0]: "http://127.0.0.1:2": ALPN routing is for TLS listeners: want a tls:// URL`},
+		{"alpn without tls backends", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    alpn: {h2: [tls://127.0.0.1:2]}\n",
+			`6: routes["a.test"].alpn: needs tls:// URLs in backends too: they serve clients offering none of these protocols`},
+		{"alpn not a mapping", head + "routes:\n  a.test:\n    backends: [tls://127.0.0.1:1]\n    alpn: [h2]\n",
+			`6: routes["a.test"].alpn: want a mapping of ALPN protocol to tls:// backend URLs, got a list`},
+		{"alpn duplicate", head + "routes:\n  a.test:\n    backends: [tls://127.0.0.1:1]\n    alpn:\n      h2: [tls://127.0.0.1:2]\n      h2: [tls://127.0.0.1:3]\n",
+			`8: routes["a.test"].alpn["h2"]: duplicate protocol (first at line 7)`},
+
 		// YAML syntax
 		{"bad indentation", head + "routes:\n  a.test:\n    - x\n   - y\n", `6: did not find expected key`},
 		{"unclosed flow list", head + "routes:\n  a.test: [http://127.0.0.1:1\n  b.test: x\n", `4: did not find expected ',' or ']'`},
@@ -271,6 +281,11 @@ func TestParseGood(t *testing.T) {
 			}},
 		{"quoted query in flow list", head + "routes:\n  a.test: [\"tls://127.0.0.1:1?proxy=v2\", 'tls://127.0.0.1:2?weight=3']\n", func(c *Config) bool {
 			return len(c.Routes) == 1 && c.Routes[0].Backends[0] == "tls://127.0.0.1:1?proxy=v2" && c.Routes[0].Backends[1] == "tls://127.0.0.1:2?weight=3"
+		}},
+		{"alpn pools", head + "routes:\n  a.test:\n    backends: [tls://127.0.0.1:1]\n    alpn:\n      acme-tls/1: [tls://127.0.0.1:2]\n      \"h2\": [\"tls://127.0.0.1:3?proxy=v2\"]\n", func(c *Config) bool {
+			a := c.Routes[0].ALPN
+			return len(a) == 2 && a[0].Protocol == "acme-tls/1" && a[0].Backends[0] == "tls://127.0.0.1:2" &&
+				a[1].Protocol == "h2" && a[1].Backends[0] == "tls://127.0.0.1:3?proxy=v2"
 		}},
 		{"per-route metrics", head + "routes:\n  a.test: {metrics: true, backends: [http://127.0.0.1:1]}\n  b.test: [http://127.0.0.1:2]\nroute_metrics: {top: 10}\n", func(c *Config) bool {
 			return c.Routes[0].Metrics && !c.Routes[1].Metrics && c.RouteMetrics != nil &&

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portier/portier/internal/redistest"
 	"github.com/portier/portier/internal/selfsigned"
 )
 
@@ -87,4 +88,51 @@ loops: 1
 			t.Errorf("offer %q: reached %q (%v), want %q", tc.offer, got, err, tc.want)
 		}
 	}
+}
+
+// alpnReach connects offering protos and returns the backend's name ("" on
+// any error).
+func alpnReach(addr, name string, protos ...string) string {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: name, NextProtos: protos, InsecureSkipVerify: true})
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// TestALPNRoutingRedis: frontend:<name>@<alpn> keys add ALPN pools to a
+// Redis route, live, and removing the key sends those clients back to the
+// route's backends.
+func TestALPNRoutingRedis(t *testing.T) {
+	r := redistest.Start(t)
+	site, acme := alpnBackend(t, "site"), alpnBackend(t, "acme")
+	p := startRedisPortier(t, fmt.Sprintf(`listeners:
+  - {name: secure, address: "127.0.0.1:0", protocol: tls}
+loops: 1
+redis:
+  url: %s
+`, r.URL()))
+	addr := p.addr("secure")
+	r.Cli("RPUSH", "frontend:r.test", "r", "tls://"+site)
+	r.Cli("RPUSH", "frontend:r.test@acme-tls/1", "r-acme", "tls://"+acme)
+	wait := func(what, want string, protos ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for alpnReach(addr, "r.test", protos...) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: offer %q never reached %s\n%s", what, protos, want, p.logText())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait("ALPN key added", "acme", "acme-tls/1")
+	if got := alpnReach(addr, "r.test", "h2"); got != "site" {
+		t.Errorf("offer h2 reached %q, want site", got)
+	}
+	r.Cli("DEL", "frontend:r.test@acme-tls/1")
+	wait("ALPN key removed", "site", "acme-tls/1")
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/portier/portier/internal/selfsigned"
 	"io"
 	"log/slog"
 	"net"
@@ -84,9 +85,11 @@ func TestSourceClientQUICNetns(t *testing.T) {
 
 	// Backends: HTTP/3 on :8443 answering with the datagrams' source, and a
 	// raw responder on :9443 that records every datagram's source.
-	cert := selfSigned(t, "h3.test")
+	cert, err := selfsigned.Certificate("h3.test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var h3pc, rawpc net.PacketConn
-	var err error
 	tp.Backend.Do(t, func() {
 		if h3pc, err = net.ListenPacket("udp", ":8443"); err != nil {
 			return

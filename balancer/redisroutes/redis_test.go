@@ -812,22 +812,25 @@ func TestParseEntries(t *testing.T) {
 		ok      bool
 		problem string
 	}{
-		{hipache, "frontend:a.test", []string{"id", "http://1.2.3.4"}, entry{"a.test", []string{"http://1.2.3.4"}}, true, ""},
-		{hipache, "frontend:*", []string{"id", "tls://1.2.3.4"}, entry{"*", []string{"tls://1.2.3.4"}}, true, ""},
+		{hipache, "frontend:a.test", []string{"id", "http://1.2.3.4"}, entry{name: "a.test", backends: []string{"http://1.2.3.4"}}, true, ""},
+		{hipache, "frontend:*", []string{"id", "tls://1.2.3.4"}, entry{name: "*", backends: []string{"tls://1.2.3.4"}}, true, ""},
 		{hipache, "frontend:", []string{"id", "http://1.2.3.4"}, entry{}, false, "invalid route name"},
 		{hipache, "frontend:a.test", []string{"id"}, entry{}, false, "no backends"},
-		{hipache, "frontend:a.test", []string{"id", "ftp://x", "http://1.2.3.4"}, entry{"a.test", []string{"http://1.2.3.4"}}, true, "skipped 1 of 2"},
-		{sets, "hostnames:a.test:backends", []string{"b.internal:81", "1.2.3.4"}, entry{"a.test", []string{"http://1.2.3.4:80", "tls://1.2.3.4:443", "http://b.internal:81", "tls://b.internal:81"}}, true, ""},
-		{sets, "hostnames:a.test:backends", []string{"::1"}, entry{"a.test", []string{"http://[::1]:80", "tls://[::1]:443"}}, true, ""},
-		{sets, "hostnames:a.test:backends", []string{"[::1]"}, entry{"a.test", []string{"http://[::1]:80", "tls://[::1]:443"}}, true, ""},
-		{sets, "hostnames:httpDefault:backends", []string{"1.2.3.4"}, entry{"*", []string{"http://1.2.3.4:80"}}, true, ""},
-		{sets, "hostnames:httpsDefault:backends", []string{"1.2.3.4:8443"}, entry{"*", []string{"tls://1.2.3.4:8443"}}, true, ""},
+		{hipache, "frontend:a.test@acme-tls/1", []string{"id", "tls://1.2.3.4", "http://1.2.3.5"}, entry{name: "a.test", alpn: "acme-tls/1", backends: []string{"tls://1.2.3.4"}}, true, "an ALPN pool takes tls:// backends"},
+		{hipache, "frontend:A.test@h2", []string{"id", "tls://1.2.3.4"}, entry{name: "a.test", alpn: "h2", backends: []string{"tls://1.2.3.4"}}, true, ""},
+		{hipache, "frontend:a.test@", []string{"id", "tls://1.2.3.4"}, entry{}, false, "ALPN protocol ID"},
+		{hipache, "frontend:a.test", []string{"id", "ftp://x", "http://1.2.3.4"}, entry{name: "a.test", backends: []string{"http://1.2.3.4"}}, true, "skipped 1 of 2"},
+		{sets, "hostnames:a.test:backends", []string{"b.internal:81", "1.2.3.4"}, entry{name: "a.test", backends: []string{"http://1.2.3.4:80", "tls://1.2.3.4:443", "http://b.internal:81", "tls://b.internal:81"}}, true, ""},
+		{sets, "hostnames:a.test:backends", []string{"::1"}, entry{name: "a.test", backends: []string{"http://[::1]:80", "tls://[::1]:443"}}, true, ""},
+		{sets, "hostnames:a.test:backends", []string{"[::1]"}, entry{name: "a.test", backends: []string{"http://[::1]:80", "tls://[::1]:443"}}, true, ""},
+		{sets, "hostnames:httpDefault:backends", []string{"1.2.3.4"}, entry{name: "*", backends: []string{"http://1.2.3.4:80"}}, true, ""},
+		{sets, "hostnames:httpsDefault:backends", []string{"1.2.3.4:8443"}, entry{name: "*", backends: []string{"tls://1.2.3.4:8443"}}, true, ""},
 		{sets, "hostnames:a.test:backends", []string{"1.2.3.4:", "http://x:80", "a b"}, entry{}, false, "no valid backend"},
 		{sets, "hostnames:a.test:backends", []string{"1.2.3.4:99999"}, entry{}, false, "no valid backend"},
 	}
 	for _, tc := range tests {
 		e, problem, ok := tc.sc.parse(tc.key, tc.vals)
-		if ok != tc.ok || e.name != tc.want.name || !slices.Equal(e.backends, tc.want.backends) ||
+		if ok != tc.ok || e.name != tc.want.name || e.alpn != tc.want.alpn || !slices.Equal(e.backends, tc.want.backends) ||
 			(tc.problem == "") != (problem == "") || !strings.Contains(problem, tc.problem) {
 			t.Errorf("parse(%s, %q) = %+v, %q, %v; want %+v, %q, %v", tc.key, tc.vals, e, problem, ok, tc.want, tc.problem, tc.ok)
 		}

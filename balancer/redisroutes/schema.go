@@ -13,7 +13,7 @@ import (
 
 // Schema names.
 const (
-	SchemaHipache = "hipache" // frontend:<host> LIST [identifier, url...]
+	SchemaHipache = "hipache" // frontend:<host> LIST [identifier, url...]; frontend:<host>@<alpn> for ALPN pools
 	SchemaSets    = "sets"    // hostnames:<host>:backends SET of host[:port]
 )
 
@@ -102,7 +102,8 @@ func (sc schema) keyName(key string) (name string, ok bool) {
 		n, err := normalizeName(host)
 		return n, err == nil
 	}
-	n, err := normalizeName(strings.TrimPrefix(key, hipachePrefix))
+	host, _, _ := strings.Cut(strings.TrimPrefix(key, hipachePrefix), alpnSep)
+	n, err := normalizeName(host)
 	return n, err == nil
 }
 
@@ -122,6 +123,7 @@ func (sc schema) key(name string) string {
 // schema, or "frontend:App.test" next to "frontend:app.test").
 type entry struct {
 	name     string
+	alpn     string   // frontend:<name>@<alpn>: the route's pool for this ALPN protocol
 	backends []string // immutable once stored: shared with published routes
 }
 
@@ -144,18 +146,28 @@ func (sc schema) parse(key string, vals []string) (e entry, problem string, ok b
 }
 
 func parseHipache(key string, vals []string) (entry, string, bool) {
-	name, err := normalizeName(strings.TrimPrefix(key, hipachePrefix))
+	// A host name has no "@": what follows it is an ALPN protocol ID.
+	host, alpn, isALPN := strings.Cut(strings.TrimPrefix(key, hipachePrefix), alpnSep)
+	name, err := normalizeName(host)
 	if err != nil {
 		return entry{}, err.Error(), false
+	}
+	if isALPN && (alpn == "" || len(alpn) > balancer.MaxALPNLen) {
+		return entry{}, fmt.Sprintf("ALPN protocol ID %q after %q: want 1 to %d bytes", alpn, alpnSep, balancer.MaxALPNLen), false
 	}
 	if len(vals) < 2 {
 		return entry{}, "no backends (element 0 is the identifier, backend URLs follow)", false
 	}
-	e := entry{name: name, backends: make([]string, 0, len(vals)-1)}
+	e := entry{name: name, alpn: alpn, backends: make([]string, 0, len(vals)-1)}
 	var bad []string
 	for _, v := range vals[1:] {
-		if _, err := balancer.ParseBackend(v); err != nil {
+		spec, err := balancer.ParseBackend(v)
+		if err != nil {
 			bad = append(bad, err.Error())
+			continue
+		}
+		if isALPN && spec.Scheme != balancer.SchemeTLS {
+			bad = append(bad, fmt.Sprintf("%q: an ALPN pool takes tls:// backends", v))
 			continue
 		}
 		e.backends = append(e.backends, v)
@@ -263,13 +275,42 @@ func splitMember(m string) (host, port string, err error) {
 	return host, port, nil
 }
 
-// merge returns the backends of the keys of one route, concatenated in
-// key order.
-func merge(byKey map[string][]string) []string {
-	keys := slices.Sorted(maps.Keys(byKey))
-	var out []string
-	for _, k := range keys {
-		out = append(out, byKey[k]...)
+// merge returns the route name of the keys byKey (key -> backends): the
+// backends of its own keys concatenated in key order, and one ALPN pool per
+// frontend:<name>@<alpn> protocol. ok is false when only ALPN keys are left:
+// a route needs its own list (with a tls:// backend) for other clients.
+func merge(name string, byKey map[string][]string) (r balancer.RouteSpec, ok bool) {
+	r.Name = name
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		if _, proto, isALPN := strings.Cut(strings.TrimPrefix(k, hipachePrefix), alpnSep); isALPN && strings.HasPrefix(k, hipachePrefix) {
+			addALPN(&r, proto, byKey[k])
+			continue
+		}
+		r.Backends = append(r.Backends, byKey[k]...)
 	}
-	return out
+	return r, len(r.Backends) > 0
+}
+
+// alpnSep separates the route name and the ALPN protocol in a hipache key:
+// frontend:app1.test@acme-tls/1.
+const alpnSep = "@"
+
+// addALPN adds backends to r's pool for proto (keys for one name may
+// normalise alike, like frontend:A.test@h2 and frontend:a.test@h2).
+func addALPN(r *balancer.RouteSpec, proto string, backends []string) {
+	for i := range r.ALPN {
+		if r.ALPN[i].Protocol == proto {
+			r.ALPN[i].Backends = append(slices.Clip(r.ALPN[i].Backends), backends...)
+			return
+		}
+	}
+	r.ALPN = append(r.ALPN, balancer.ALPNRoute{Protocol: proto, Backends: slices.Clip(backends)})
+}
+
+// sameRoute reports whether a and b have the same backends and ALPN pools.
+func sameRoute(a, b balancer.RouteSpec) bool {
+	return slices.Equal(a.Backends, b.Backends) &&
+		slices.EqualFunc(a.ALPN, b.ALPN, func(x, y balancer.ALPNRoute) bool {
+			return x.Protocol == y.Protocol && slices.Equal(x.Backends, y.Backends)
+		})
 }

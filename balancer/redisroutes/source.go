@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/url"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -664,19 +663,20 @@ func (s *Source) publishChanges(touched map[string][]string, publish func(*balan
 	var del []string
 	changes := make(map[string]*balancer.RouteSpec, len(touched))
 	for name, backends := range touched {
+		r := balancer.RouteSpec{Name: name, Backends: backends}
 		if m, ok := s.multi[name]; ok {
-			backends = nil
-			if len(m) > 0 {
-				backends = merge(m)
+			var usable bool
+			if r, usable = merge(name, m); !usable {
+				r.Backends = nil
 			}
 		}
 		old, had := s.route(name)
 		switch {
-		case backends == nil && had:
+		case r.Backends == nil && had:
 			del = append(del, name)
 			changes[name] = nil
-		case backends != nil && (!had || !slices.Equal(old.Backends, backends)):
-			set = append(set, balancer.RouteSpec{Name: name, Backends: backends})
+		case r.Backends != nil && (!had || !sameRoute(old, r)):
+			set = append(set, r)
 		}
 	}
 	for i := range set {

@@ -178,7 +178,11 @@ func (c *collector) found(name string) bool {
 // done merges the routes of several keys and returns the set.
 func (c *collector) done() (*balancer.RouteSet, error) {
 	for name, m := range c.multi {
-		if err := c.b.Set(balancer.RouteSpec{Name: name, Backends: merge(m)}); err != nil {
+		r, ok := merge(name, m)
+		if !ok {
+			continue // only ALPN keys: no route until its own list exists
+		}
+		if err := c.b.Set(r); err != nil {
 			return nil, err
 		}
 	}
