@@ -23,6 +23,7 @@ import (
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
 	"github.com/portier/portier/engine"
+	"github.com/portier/portier/routetop"
 )
 
 // RedisStatus is the state of the Redis route source.
@@ -49,6 +50,10 @@ type Options struct {
 	Redis func() RedisStatus
 	// AccessLog, when set, has its dropped and written counters exported.
 	AccessLog *accesslog.Log
+	// RouteStats, when set, has the counters of routes with metrics: true
+	// exported; RouteTop, the busiest routes of the last window.
+	RouteStats *balancer.RouteStatsSet
+	RouteTop   *routetop.Top
 	// Ready gates /healthz (200 only when it returns true); nil means ready.
 	Ready  func() bool
 	Logger *slog.Logger // default slog.Default()

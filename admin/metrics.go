@@ -42,6 +42,7 @@ type collector struct {
 	logDropped, logWritten                   *prometheus.Desc
 	linesDropped, linesSuppressed            *prometheus.Desc
 	down                                     routesDownCache
+	route                                    routeDescs
 }
 
 func newCollector(opts Options) *collector {
@@ -51,6 +52,7 @@ func newCollector(opts Options) *collector {
 	return &collector{
 		opts:            opts,
 		now:             time.Now,
+		route:           newRouteDescs(),
 		accepted:        d("connections_accepted_total", "Client connections accepted.", "listener"),
 		open:            d("connections_open", "Client connections currently open.", "listener"),
 		conns:           d("connections_total", "Client connections ended, by outcome.", "listener", "outcome"),
@@ -107,6 +109,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.logDropped
 		ch <- c.logWritten
 	}
+	c.describeRoutes(ch)
 }
 
 // Collect reads the current values.
@@ -174,6 +177,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.logWritten, float64(c.opts.AccessLog.Written()))
 		counter(c.linesDropped, float64(c.opts.AccessLog.Dropped()), "access")
 	}
+	c.collectRoutes(ch)
 }
 
 // collectHealth emits one backend_up per (address, scheme) and one

@@ -14,7 +14,10 @@ import (
 // names. Every field of RouteSpec except Name must take part;
 // TestSameContentCoversEveryField fails when a field is added without it.
 func sameContent(a, b *RouteSpec) bool {
-	return a.Balance == b.Balance && a.Health == b.Health && a.Reuse == b.Reuse && slices.Equal(a.Backends, b.Backends)
+	return a.Balance == b.Balance && a.Health == b.Health && a.Metrics == b.Metrics && a.Reuse == b.Reuse &&
+		slices.Equal(a.Backends, b.Backends) && slices.EqualFunc(a.ALPN, b.ALPN, func(x, y ALPNRoute) bool {
+		return x.Protocol == y.Protocol && slices.Equal(x.Backends, y.Backends)
+	})
 }
 
 // contentHash hashes what tells most routes apart: their backends. Equal

@@ -20,8 +20,10 @@ type Pool struct {
 	// first of them in the table.
 	Name      string
 	Algorithm Algorithm
-	Backends  []*Backend // all backends, draining ones included
-	Reuse     Reuse      // the route's keep-alive pool settings
+	Backends  []*Backend  // all backends, draining ones included
+	Stats     *RouteStats // per-route metrics; nil unless the route asks for them
+	ALPN      []ALPNPool  // a TLS pool's pools per ALPN protocol (ForProtocol)
+	Reuse     Reuse       // the route's keep-alive pool settings
 
 	// next is the round-robin counter; p2c draws its random numbers from it
 	// too (splitmix64 over the counter).

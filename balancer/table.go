@@ -25,6 +25,8 @@ type RouteSpec struct {
 	Backends []string
 	Balance  Algorithm   // zero: round robin
 	Health   HealthCheck // zero fields: the Health's defaults, then the package's
+	Metrics  bool        // per-route metrics (TableOptions.RouteStats)
+	ALPN     []ALPNRoute // TLS: own backends for clients offering these protocols
 	Reuse    Reuse       // keep-alive pool of the route's http:// backend connections
 }
 
@@ -65,6 +67,10 @@ type TableOptions struct {
 	// host's capabilities for source=client, a unix socket's path); an
 	// error makes its route invalid, as a bad URL does.
 	CheckBackend func(BackendSpec) error
+
+	// RouteStats, when set, gives the pools of routes with Metrics their
+	// counters (kept across tables). nil: no per-route metrics.
+	RouteStats *RouteStatsSet
 }
 
 // routeRec is one interned route content and its pools: every name whose
@@ -184,7 +190,14 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 		}
 		return tb.invalid(written, fmt.Errorf("route %q: duplicate of route %q", written, first))
 	}
-	id, h, ok := tb.in.find(c)
+	// A route with its own metrics has its own pools: its counters must
+	// not be shared with other names of the same content.
+	var id uint32
+	var h uint64
+	ok := false
+	if !c.Metrics {
+		id, h, ok = tb.in.find(c)
+	}
 	if !ok {
 		spec := *c
 		spec.Name = strings.Clone(written)
@@ -194,16 +207,13 @@ func (tb *Builder) add(written string, c *RouteSpec) error {
 		}
 		spec.Name = strings.Clone(name)
 		spec.Backends = slices.Clone(spec.Backends)
-		rec := routeRec{spec: spec}
-		for s := SchemeHTTP; s <= schemeLast; s++ {
-			if len(byScheme[s]) > 0 {
-				rec.pools[s] = newPool(spec.Name, spec.Balance, byScheme[s], maxSeq)
-				rec.pools[s].Reuse = spec.Reuse
-			}
-		}
+		spec.ALPN = cloneALPN(spec.ALPN)
+		rec := routeRec{spec: spec, pools: tb.b.pools(&spec, byScheme, tb.opts.RouteStats)}
 		id = uint32(len(tb.t.recs))
 		tb.t.recs = append(tb.t.recs, rec)
-		tb.in.add(h, id)
+		if !c.Metrics {
+			tb.in.add(h, id)
+		}
 	}
 	if name != written {
 		if tb.written == nil {
@@ -357,6 +367,9 @@ func (b *tableBuilder) route(r RouteSpec) ([schemeLast + 1][]*Backend, error) {
 	var byScheme [schemeLast + 1][]*Backend
 	if len(r.Backends) == 0 {
 		return byScheme, fmt.Errorf("route %q: no backends", r.Name)
+	}
+	if err := b.checkALPN(r); err != nil {
+		return byScheme, err
 	}
 	var fresh []*Backend
 	for _, raw := range r.Backends {

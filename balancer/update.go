@@ -42,6 +42,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 			if byScheme, err = b.route(r); err == nil {
 				r.Name = name
 				r.Backends = slices.Clone(r.Backends)
+				r.ALPN = cloneALPN(r.ALPN)
 				changed[name] = &built{spec: r, byScheme: byScheme}
 				continue
 			}
@@ -68,13 +69,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 		had := t.has(name)
 		var rec *routeRec
 		if r != nil {
-			rec = &routeRec{spec: r.spec}
-			for s := SchemeHTTP; s <= schemeLast; s++ {
-				if len(r.byScheme[s]) > 0 {
-					rec.pools[s] = newPool(name, r.spec.Balance, r.byScheme[s], maxSeq)
-					rec.pools[s].Reuse = r.spec.Reuse
-				}
-			}
+			rec = &routeRec{spec: r.spec, pools: b.pools(&r.spec, r.byScheme, opts.RouteStats)}
 			if !had {
 				nt.nRoutes++
 			}

@@ -94,6 +94,8 @@ type Config struct {
 	Retries   int        // further backends tried after a failed connect (default 2; -1: none)
 	Admin     *Admin     // nil: no admin server
 	AccessLog *AccessLog // nil: no access log
+	// RouteMetrics: top routes by traffic in the metrics; nil: off.
+	RouteMetrics *RouteMetrics
 	// Keepalive is the default pool of idle connections to http://
 	// backends (routes may override it): per backend address and event loop.
 	Keepalive balancer.Reuse
@@ -356,7 +358,7 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 	}
 	var defaultNode, listenersNode *yaml.Node
 	known := []string{"listeners", "routes", "default", "timeouts", "limits", "loops",
-		"redis", "health", "retries", "admin", "access_log", "keepalive"}
+		"redis", "health", "retries", "admin", "access_log", "route_metrics", "keepalive"}
 	err := p.fields(root, "", known, func(key string, k, v *yaml.Node) error {
 		switch key {
 		case "listeners":
@@ -379,6 +381,8 @@ func (p *parser) config(doc *yaml.Node, cfg *Config) error {
 			return p.admin(v, cfg)
 		case "access_log":
 			return p.accessLog(v, cfg)
+		case "route_metrics":
+			return p.routeMetrics(v, cfg)
 		case "keepalive":
 			return p.keepalive(v, key, &cfg.Keepalive)
 		case "retries":
@@ -588,6 +592,7 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		return p.errorf(n, "routes", "want a mapping of route name to backend URLs, got %s", kindName(n))
 	}
 	seen := map[string]int{}
+	withMetrics := 0
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := deref(n.Content[i]), deref(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!null" {
@@ -605,8 +610,8 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 		r := balancer.RouteSpec{Name: name}
 		if v.Kind == yaml.MappingNode {
 			// The long form: {backends: [...], balance: ..., health: {...}}.
-			var list *yaml.Node
-			err := p.fields(v, path, []string{"backends", "balance", "health", "reuse", "keepalive"}, func(key string, k, fv *yaml.Node) error {
+			var list, alpnNode *yaml.Node
+			err := p.fields(v, path, []string{"backends", "balance", "health", "metrics", "alpn", "reuse", "keepalive"}, func(key string, k, fv *yaml.Node) error {
 				switch key {
 				case "backends":
 					list = fv
@@ -622,6 +627,11 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 					r.Balance = a
 				case "health":
 					return p.health(fv, path+".health", &r.Health)
+				case "metrics":
+					return p.routeMetricsFlag(fv, path+".metrics", &r, &withMetrics)
+				case "alpn":
+					alpnNode = fv
+					return p.alpn(fv, path+".alpn", &r)
 				case "reuse":
 					s, err := p.str(fv, path+".reuse")
 					if err != nil {
@@ -644,6 +654,9 @@ func (p *parser) routes(n *yaml.Node, cfg *Config) error {
 			}
 			if list == nil {
 				return p.errorf(v, path, "missing \"backends\"")
+			}
+			if alpnNode != nil && !hasTLSBackend(list) {
+				return p.errorf(alpnNode, path+".alpn", "needs tls:// URLs in backends too: they serve clients offering none of these protocols")
 			}
 			path += ".backends"
 			v = list

@@ -94,7 +94,7 @@ func TestDemo(t *testing.T) {
 func TestLoadBad(t *testing.T) {
 	tests := []struct{ file, err string }{
 		{"bad_backend.yaml", `testdata/bad_backend.yaml:14: routes["app1.test"][1]: parse backend "htp://x": unknown scheme "htp" (want http, tls, quic, http+unix or tls+unix)`},
-		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, keepalive)`},
+		{"unknown_key.yaml", `testdata/unknown_key.yaml:5: timeout: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"duplicate_listener.yaml", `testdata/duplicate_listener.yaml:5: listeners[1].name: duplicate listener name "web" (first at line 2)`},
 		{"duplicate_route.yaml", `testdata/duplicate_route.yaml:5: routes["APP1.test."]: duplicate route name (first at line 4)`},
 		{"unknown_default.yaml", `testdata/unknown_default.yaml:5: default: route "app2.test" is not defined in routes`},
@@ -136,12 +136,8 @@ func TestParseBad(t *testing.T) {
 		{"empty listeners", "listeners: []\n", `1: listeners: no listeners`},
 		{"null listeners", "listeners:\n", `1: listeners: no listeners`},
 		{"duplicate key", head + "loops: 1\nloops: 2\n", `4: loops: duplicate key (first at line 3)`},
-		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, keepalive)`},
-		{"bad reuse", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: always\n", `6: routes["a.test"].reuse: unknown value "always" (want safe or never)`},
-		{"zero max_idle", head + "keepalive: {max_idle: 0}\n", `3: keepalive.max_idle: 0 out of range 1..65536 (reuse: never turns the pool off)`},
-		{"bad reuse", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: always\n", `6: routes["a.test"].reuse: unknown value "always" (want safe or never)`},
-		{"zero max_idle", head + "keepalive: {max_idle: 0}\n", `3: keepalive.max_idle: 0 out of range 1..65536 (reuse: never turns the pool off)`},
-		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, keepalive)`},
+		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
+		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"bad reuse", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: always\n", `6: routes["a.test"].reuse: unknown value "always" (want safe or never)`},
 		{"zero max_idle", head + "keepalive: {max_idle: 0}\n", `3: keepalive.max_idle: 0 out of range 1..65536 (reuse: never turns the pool off)`},
 		{"complex key", head + "? [a]\n: 1\n", `3: want a key, got a list`},
@@ -210,6 +206,12 @@ func TestParseBad(t *testing.T) {
 		{"loops quoted", head + "loops: '4'\n", `3: loops: want an integer, got "4"`},
 		{"loops overflow", head + "loops: 99999999999999999999\n", `3: loops: want an integer, got "99999999999999999999"`},
 
+		// per-route metrics
+		{"metrics not bool", head + "routes:\n  a.test: {metrics: yes please, backends: [http://127.0.0.1:1]}\n", `4: routes["a.test"].metrics: want true or false, got "yes please"`},
+		{"route_metrics no top", head + "route_metrics: {window: 1m}\n", `3: route_metrics: missing "top" (how many routes to keep, 1..100)`},
+		{"route_metrics top too big", head + "route_metrics: {top: 101}\n", `3: route_metrics.top: 101 out of range 1..100`},
+		{"route_metrics short window", head + "route_metrics: {top: 5, window: 10ms}\n", `3: route_metrics.window: 10ms is shorter than 1s`},
+
 		// YAML syntax
 		{"bad indentation", head + "routes:\n  a.test:\n    - x\n   - y\n", `6: did not find expected key`},
 		{"unclosed flow list", head + "routes:\n  a.test: [http://127.0.0.1:1\n  b.test: x\n", `4: did not find expected ',' or ']'`},
@@ -266,6 +268,10 @@ func TestParseGood(t *testing.T) {
 			}},
 		{"quoted query in flow list", head + "routes:\n  a.test: [\"tls://127.0.0.1:1?proxy=v2\", 'tls://127.0.0.1:2?weight=3']\n", func(c *Config) bool {
 			return len(c.Routes) == 1 && c.Routes[0].Backends[0] == "tls://127.0.0.1:1?proxy=v2" && c.Routes[0].Backends[1] == "tls://127.0.0.1:2?weight=3"
+		}},
+		{"per-route metrics", head + "routes:\n  a.test: {metrics: true, backends: [http://127.0.0.1:1]}\n  b.test: [http://127.0.0.1:2]\nroute_metrics: {top: 10}\n", func(c *Config) bool {
+			return c.Routes[0].Metrics && !c.Routes[1].Metrics && c.RouteMetrics != nil &&
+				*c.RouteMetrics == RouteMetrics{Top: 10, Window: time.Minute, Queue: 65536}
 		}},
 		{"wildcard default", head + "routes: {'*.a.test': [http://127.0.0.1:1]}\ndefault: '*.A.test.'\n", func(c *Config) bool { return c.Default == "*.a.test" }},
 		{"ipv6 listeners", "listeners:\n  - {name: a, address: '[::1]:8080', protocol: http}\n  - {name: b, address: '[::]:8443', protocol: tls}\n  - {name: c, address: '[::ffff:127.0.0.1]:1', protocol: tls}\n",

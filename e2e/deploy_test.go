@@ -142,7 +142,7 @@ func exportedNames(text string) map[string]bool {
 // TestDeployMetricsExported: every metric name that
 // deploy/grafana-dashboard.json and deploy/prometheus-alerts.yaml use is
 // exported by a running portier with every optional source configured
-// (Redis, access log, health checks).
+// (Redis, access log, health checks, per-route metrics).
 func TestDeployMetricsExported(t *testing.T) {
 	used := deployMetricNames(t)
 	r := redistest.Start(t)
@@ -150,7 +150,8 @@ func TestDeployMetricsExported(t *testing.T) {
 	yml := fmt.Sprintf(`listeners:
   - {name: web, address: "127.0.0.1:0", protocol: http}
 routes:
-  static.test: [http://%s]
+  static.test: {metrics: true, backends: [http://%s]}
+route_metrics: {top: 5}
 loops: 1
 admin: 127.0.0.1:0
 access_log: {path: %s}

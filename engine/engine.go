@@ -24,6 +24,7 @@ import (
 	"github.com/portier/portier/accesslog"
 	"github.com/portier/portier/balancer"
 	"github.com/portier/portier/eventlog"
+	"github.com/portier/portier/routetop"
 )
 
 // ListenerSpec describes one listening address.
@@ -77,6 +78,10 @@ type Options struct {
 	AccessLog *accesslog.Log
 
 	QUIC QUICOptions // quic listeners
+
+	// RouteTop, if set, is told each routed connection's name and bytes
+	// when it ends (top routes by traffic).
+	RouteTop *routetop.Top
 
 	// The keep-alive pool of http:// backend connections (routes may
 	// override both): idle connections kept per backend address and loop

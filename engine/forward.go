@@ -310,6 +310,14 @@ func (l *loop) ended(c *conn) {
 	ls.Outcomes[o].Add(1)
 	ls.BytesUp.Add(c.bytesUp)
 	ls.BytesDown.Add(c.bytesDown)
+	if p := c.pool; p != nil { // routed: counted per route whatever the outcome
+		if p.Stats != nil {
+			p.Stats.Ended(c.bytesUp, c.bytesDown)
+		}
+		if t := l.e.opts.RouteTop; t != nil {
+			t.Observe(p.Name, c.bytesUp, c.bytesDown)
+		}
+	}
 	if al := l.alog; al != nil && c.log != nil {
 		r := &l.rec
 		*r = accesslog.Record{

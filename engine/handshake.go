@@ -224,6 +224,9 @@ func (l *loop) route(c *conn, name []byte) {
 		}
 		return
 	}
+	if len(pool.ALPN) > 0 && c.ln.spec.Scheme == balancer.SchemeTLS {
+		pool = l.alpnPool(pool)
+	}
 	c.pool = pool
 	c.tries = 0
 	if c.ln.spec.Scheme == balancer.SchemeHTTP && c.h == nil {

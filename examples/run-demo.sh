@@ -20,7 +20,12 @@ sleep 1
 
 cat <<'TXT'
 
-portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0.0.1:8443, QUIC on 127.0.0.1:8443/udp). Try:
+portier is running with examples/demo.yaml (HTTP on 127.0.0.1:8080, TLS on 127.0.0.1:8443, QUIC on 127.0.0.1:8443/udp).
+
+  Status page: http://127.0.0.1:9090/
+  (from another machine: ssh -L 9090:127.0.0.1:9090 <this host>, then open http://127.0.0.1:9090/)
+
+Try:
 
   # HTTP routed by Host; app1.test is weighted round robin over :9001 (weight 1) and :9002 (weight 2)
   curl -H 'Host: app1.test' http://127.0.0.1:8080/

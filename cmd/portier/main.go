@@ -78,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		table, err := buildStatic(cfg, nil, newHostCheck(true))
+		table, err := buildStatic(cfg, nil, newHostCheck(true), nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "portier: %s: %v\n", *cfgPath, err)
 			return 1

@@ -19,6 +19,7 @@ import (
 	"github.com/portier/portier/balancer/redisroutes"
 	"github.com/portier/portier/config"
 	"github.com/portier/portier/engine"
+	"github.com/portier/portier/routetop"
 )
 
 // server ties the parts of a running portier together: the engine, the
@@ -33,7 +34,11 @@ type server struct {
 	eng    *engine.Engine
 	adm    *admin.Server
 	alog   *accesslog.Log
-	ready  atomic.Bool
+	// routeStats holds the counters of routes with metrics: true, across
+	// reloads; top counts the busiest routes (nil without route_metrics).
+	routeStats *balancer.RouteStatsSet
+	top        *routetop.Top
+	ready      atomic.Bool
 	// onHealth publishes a local health change to the fleet; set before
 	// the checks start.
 	onHealth     func(addr string, up bool)
@@ -54,10 +59,10 @@ const tableTimeout = 10 * time.Second
 // buildStatic builds the table of cfg's own routes, failing on any error:
 // a config file that cannot be served as written is refused (at start and
 // on reload).
-func buildStatic(cfg *config.Config, h *balancer.Health, hc *hostCheck) (*balancer.Table, error) {
+func buildStatic(cfg *config.Config, h *balancer.Health, hc *hostCheck, rs *balancer.RouteStatsSet) (*balancer.Table, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), tableTimeout)
 	defer cancel()
-	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, CheckBackend: hc.backend})
+	return balancer.NewTable(ctx, cfg.Routes, cfg.Default, balancer.TableOptions{Health: h, CheckBackend: hc.backend, RouteStats: rs})
 }
 
 // rebuild stores a new table from the config's routes overlaid with Redis's
@@ -89,7 +94,7 @@ func (s *server) buildLocked(cfg *config.Config, strict bool) (*balancer.Table, 
 		s.buildHook()
 	}
 	if !s.redisSeen {
-		return buildStatic(cfg, s.health, s.hc)
+		return buildStatic(cfg, s.health, s.hc, s.routeStats)
 	}
 	return s.buildWithRedis(cfg, strict)
 }
@@ -97,7 +102,7 @@ func (s *server) buildLocked(cfg *config.Config, strict bool) (*balancer.Table, 
 // dynamicOptions are the table options with Redis routes in play: a bad
 // route is skipped with a log line instead of failing the whole table.
 func (s *server) dynamicOptions() balancer.TableOptions {
-	return balancer.TableOptions{Health: s.health, CheckBackend: s.hc.backend, OnInvalid: func(route string, err error) {
+	return balancer.TableOptions{Health: s.health, CheckBackend: s.hc.backend, RouteStats: s.routeStats, OnInvalid: func(route string, err error) {
 		s.logger.Warn("route skipped", "route", route, "err", err)
 	}}
 }
@@ -198,16 +203,20 @@ type runOptions struct {
 }
 
 func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
-	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false)}
+	s = &server{logger: logger, cfg: cfg, hc: newHostCheck(false), routeStats: balancer.NewRouteStatsSet()}
 	s.health = balancer.NewHealth(balancer.HealthOptions{Defaults: cfg.Health, Logger: logger,
 		OnChange: func(addr string, up bool) {
 			if s.onHealth != nil {
 				s.onHealth(addr, up)
 			}
 		}})
-	table, err := buildStatic(cfg, s.health, s.hc)
+	table, err := buildStatic(cfg, s.health, s.hc, s.routeStats)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	if rm := cfg.RouteMetrics; rm != nil {
+		s.top = routetop.New(rm.Top, rm.Window, rm.Queue)
+		go s.top.Run(context.Background())
 	}
 	s.router = balancer.NewRouter(table)
 	defer func() {
@@ -238,6 +247,7 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 		LogQueue:            ro.logQueue,
 		LogBurst:            ro.logBurst,
 		AccessLog:           s.alog,
+		RouteTop:            s.top,
 	}
 	opts.QUIC = engine.QUICOptions{MaxFlows: cfg.Limits.MaxFlows, MaxFlowsPerIP: cfg.Limits.MaxFlowsPerIP,
 		IdleTimeout: cfg.Timeouts.QUICIdle}
@@ -259,7 +269,7 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 		s.adm, err = admin.New(admin.Options{
 			Addr: a.Address, AllowPublic: a.AllowPublic, Engine: s.eng, Router: s.router,
 			Health: s.health.States, AccessLog: s.alog, Ready: s.ready.Load, Logger: logger,
-			Redis: s.redisStatus(),
+			Redis: s.redisStatus(), RouteStats: s.routeStats, RouteTop: s.top,
 		})
 		if err != nil {
 			return s, fmt.Errorf("admin: %w", err)
@@ -397,8 +407,9 @@ func (s *server) reload(path string) {
 	if !slices.EqualFunc(old.Listeners, cfg.Listeners, sameListener) || old.Loops != cfg.Loops ||
 		old.Timeouts != cfg.Timeouts || old.Limits != cfg.Limits || old.Retries != cfg.Retries ||
 		(old.Redis == nil) != (cfg.Redis == nil) || (old.Admin == nil) != (cfg.Admin == nil) ||
-		(old.AccessLog == nil) != (cfg.AccessLog == nil) {
-		s.logger.Warn("reload: listeners, loops, timeouts, limits, retries, redis, admin and access_log changes need a restart; routes were reloaded")
+		(old.AccessLog == nil) != (cfg.AccessLog == nil) || (old.RouteMetrics == nil) != (cfg.RouteMetrics == nil) ||
+		old.RouteMetrics != nil && *old.RouteMetrics != *cfg.RouteMetrics {
+		s.logger.Warn("reload: listeners, loops, timeouts, limits, retries, redis, admin, access_log and route_metrics changes need a restart; routes were reloaded")
 	}
 	s.logger.Info("reloaded", "config", path, "routes", t.Len())
 }
