@@ -54,6 +54,8 @@ type Options struct {
 	// exported; RouteTop, the busiest routes of the last window.
 	RouteStats *balancer.RouteStatsSet
 	RouteTop   *routetop.Top
+	// LogDropped, when set, counts the process log's dropped lines.
+	LogDropped func() uint64
 	// Ready gates /healthz (200 only when it returns true); nil means ready.
 	Ready  func() bool
 	Logger *slog.Logger // default slog.Default()

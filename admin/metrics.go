@@ -155,6 +155,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.routes, float64(routes))
 	gauge(c.routesDown, float64(c.down.get(t, c.now())))
 	counter(c.linesDropped, float64(c.opts.Engine.LogDropped()), "events")
+	if c.opts.LogDropped != nil {
+		counter(c.linesDropped, float64(c.opts.LogDropped()), "process")
+	}
 	counter(c.linesSuppressed, float64(c.opts.Engine.LogSuppressed()))
 
 	if c.opts.Health != nil {

@@ -137,9 +137,9 @@ func TestParseBad(t *testing.T) {
 		{"null listeners", "listeners:\n", `1: listeners: no listeners`},
 		{"duplicate key", head + "loops: 1\nloops: 2\n", `4: loops: duplicate key (first at line 3)`},
 		{"unknown key", head + "routes: {}\nbogus: 1\n", `4: bogus: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
-		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"bad reuse", head + "routes:\n  a.test:\n    backends: [http://127.0.0.1:1]\n    reuse: always\n", `6: routes["a.test"].reuse: unknown value "always" (want safe or never)`},
 		{"zero max_idle", head + "keepalive: {max_idle: 0}\n", `3: keepalive.max_idle: 0 out of range 1..65536 (reuse: never turns the pool off)`},
+		{"merge key", head + "<<: {loops: 1}\n", `3: <<: unknown key (want listeners, routes, default, timeouts, limits, loops, redis, health, retries, admin, access_log, route_metrics, keepalive)`},
 		{"complex key", head + "? [a]\n: 1\n", `3: want a key, got a list`},
 
 		// listeners

@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/portier/portier/internal/redistest"
 )
@@ -112,4 +117,88 @@ redis:
 	replica.Cli("RPUSH", "frontend:r2.test", "r2", "http://"+b2)
 	waitServed(t, p, "r2.test", "route added on the new master", liveDeadline, is("b2"))
 	load.finish(t)
+}
+
+// TestRedisClusterReshard moves slots holding route keys between masters
+// with redis-cli --cluster reshard while clients use every route and
+// portier resyncs every second: no route may be lost at any moment.
+func TestRedisClusterReshard(t *testing.T) {
+	cli := redistest.Require(t, "redis-cli")
+	begin := time.Now()
+	nodes := redistest.StartCluster(t, 3)
+	be := nameBackend(t, "b1")
+	const routes = 150
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].Addr}, DisableIdentity: true})
+	defer cc.Close()
+	for i := range routes {
+		if err := cc.RPush(context.Background(), fmt.Sprintf("frontend:r%03d.test", i), "r", "http://"+be).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startRedisPortier(t, fmt.Sprintf(`listeners:
+  - {name: web, address: "127.0.0.1:0", protocol: http}
+loops: 1
+redis:
+  cluster: {addresses: ["%s"]}
+  resync: 1s
+`, nodes[0].Addr))
+	for i := range routes {
+		waitServed(t, p, fmt.Sprintf("r%03d.test", i), "route before the reshard", 5*time.Second, is("b1"))
+	}
+
+	var stop atomic.Bool
+	var checked, lost atomic.Int64
+	var firstLost atomic.Value
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; !stop.Load(); i += 4 {
+				host := fmt.Sprintf("r%03d.test", i%routes)
+				if got := served(p.addr("web"), host); got != "b1" {
+					lost.Add(1)
+					firstLost.CompareAndSwap(nil, host+": "+got)
+				}
+				checked.Add(1)
+			}
+		}()
+	}
+	// Move slots forward and backward in the order a full sync scans the
+	// masters (a key moving to a master already scanned is the hard case).
+	id := func(n *redistest.Server) string { return strings.TrimSpace(n.Cli("CLUSTER", "MYID")) }
+	// 300 slots per move in make test; PORTIER_RESHARD_SLOTS=3000 for more.
+	slots := "300"
+	if v := os.Getenv("PORTIER_RESHARD_SLOTS"); v != "" {
+		slots = v
+	}
+	t.Logf("cluster and %d routes ready after %v", routes, time.Since(begin).Round(time.Millisecond))
+	start := time.Now()
+	for _, mv := range []struct{ from, to *redistest.Server }{{nodes[0], nodes[1]}, {nodes[2], nodes[0]}} {
+		out, err := runCmdOutput(120*time.Second, cli, "--cluster", "reshard", mv.from.Addr,
+			"--cluster-from", id(mv.from), "--cluster-to", id(mv.to), "--cluster-slots", slots,
+			"--cluster-yes", "--cluster-pipeline", "5")
+		if err != nil {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, tail(out, 2000))
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // a resync after the moves
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("reshard of 2 x %s slots in %v: %d route checks during it, %d lost", slots,
+		time.Since(start).Round(time.Millisecond), checked.Load(), lost.Load())
+	if lost.Load() > 0 {
+		t.Fatalf("%d requests found a route missing during the reshard (first: %v)\n%s", lost.Load(), firstLost.Load(),
+			tail(p.logText(), 3000))
+	}
+}
+
+// runCmdOutput runs a command with a time limit and returns its combined output.
+func runCmdOutput(limit time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
 }

@@ -23,7 +23,8 @@ import (
 // `| logger`), then floods it with requests for unknown names, each of which
 // logs a line. Normal requests must keep succeeding throughout, and once the
 // pipe is read again every rejection is accounted for: a line on stderr or a
-// count in portier_log_dropped_total{log="events"}.
+// count in portier_log_dropped_total. Then, with stderr stalled again,
+// SIGTERM still stops portier.
 func TestStalledLogNeverStallsLoops(t *testing.T) {
 	be := startOpsBackend(t, "alpha", nil)
 	admin := freeLoopbackAddr(t)
@@ -116,7 +117,10 @@ func TestStalledLogNeverStallsLoops(t *testing.T) {
 	if normalOK.Load() == 0 {
 		t.Fatal("the normal client made no request")
 	}
-	dropped := opsMetricOf(t, admin, "portier_log_dropped_total", map[string]string{"log": "events"})
+	// Lines are dropped by a loop's queue (events) or, once formatted, by
+	// the process log's queue in front of stderr (process).
+	dropped := opsMetricOf(t, admin, "portier_log_dropped_total", map[string]string{"log": "events"}) +
+		opsMetricOf(t, admin, "portier_log_dropped_total", map[string]string{"log": "process"})
 	rejected := opsMetricOf(t, admin, "portier_rejections_total", map[string]string{"reason": "unknown_name"})
 	if dropped == 0 {
 		t.Fatalf("no dropped line counted although the log was stalled (%v rejections)", rejected)
@@ -185,4 +189,59 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestStalledStderrShutdown: with stderr on a pipe nobody reads and full,
+// SIGTERM (which logs "stopping", "draining", "stopped") still stops
+// portier: no log call blocks the signal handler.
+func TestStalledStderrShutdown(t *testing.T) {
+	be := startOpsBackend(t, "alpha", nil)
+	cfg := filepath.Join(t.TempDir(), "portier.yaml")
+	yaml := fmt.Sprintf("listeners:\n  - {name: web, address: \"127.0.0.1:0\", protocol: http}\nroutes:\n  a.test: [http://%s]\n", be.addr)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatalf("F_SETPIPE_SZ: %v", err)
+	}
+	cmd := exec.Command(portierBin, "-config", cfg, "-loops", "2", "-log-burst", "-1")
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var web string
+	rd := bufio.NewReader(pr)
+	for web == "" {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("portier exited before listening: %v", err)
+		}
+		if m := listeningRE.FindStringSubmatch(line); m != nil {
+			web = m[2]
+		}
+	}
+	// Fill the pipe: each unknown name logs a line nobody reads.
+	for i := range 300 {
+		unknownNameRequest(web, i)
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(unix.SIGTERM)
+	select {
+	case err := <-exited:
+		t.Logf("exited %v after SIGTERM with stderr stalled (%v)", time.Since(start).Round(time.Millisecond), err)
+		if err != nil {
+			t.Errorf("exit status %v, want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("portier did not stop within 15 s of SIGTERM with its stderr stalled")
+	}
 }

@@ -29,7 +29,7 @@ const (
 
 // Connection flags.
 const (
-	fReadReady  uint16 = 1 << iota // the socket may have bytes (or EOF) to read
+	fReadReady  uint32 = 1 << iota // the socket may have bytes (or EOF) to read
 	fWriteReady                    // the socket may take more bytes
 	fHup                           // the peer closed or errored: read to EOF
 	fReadEOF                       // read returned 0
@@ -45,16 +45,21 @@ const (
 	fFresh                         // client: its request must go over a new backend connection
 	fReused                        // backend: taken from the pool for the current request
 	fInflight                      // backend: counted in its backend's Active (a request is in flight)
+	fBulk                          // opaque source whose last read was large: spliced (bulk.go)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend
 // of a pair point at each other through peer.
 type conn struct {
 	fd    int
+	flags uint32
+	scan  uint32 // client in its handshake: where the search for the end of the head resumes
 	kind  uint8
 	state uint8
-	flags uint16
-	scan  uint32 // client in its handshake: where the search for the end of the head resumes
+	list  uint8 // timer list membership
+	// gen tells this socket's epoll events from those of an earlier socket
+	// with the same descriptor number (see epollToken).
+	gen uint16
 
 	peer *conn
 	ln   *listener // client and listener: the listener it came from
@@ -77,11 +82,6 @@ type conn struct {
 	failed  *balancer.Backend // client: the last backend that failed to connect
 	tries   int
 
-	// timer list membership
-	list uint8
-	// gen tells this socket's epoll events from those of an earlier socket
-	// with the same descriptor number (see epollToken).
-	gen        uint16
 	prev, next *conn
 	since      int64 // when it entered its list
 	active     int64 // client: last time a byte moved either way

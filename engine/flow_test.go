@@ -103,3 +103,66 @@ func TestFastClientSlowBackendBounded(t *testing.T) {
 		t.Errorf("client got %d MiB ahead of the slow backend", worst>>20)
 	}
 }
+
+// TestOpaqueFlowBounded: the same bounds for TLS passthrough (opaque bytes,
+// spliced past the first large read), both directions, checksummed.
+func TestOpaqueFlowBounded(t *testing.T) {
+	const total = 128 << 20
+	hello := helloBytes(1, sniExt("bulk.test"))
+	for _, down := range []bool{true, false} {
+		t.Run(fmt.Sprintf("download=%v", down), func(t *testing.T) {
+			var sent, got atomic.Int64
+			worst := int64(0)
+			check := func() { worst = max(worst, sent.Load()-got.Load()) }
+			type result struct {
+				n   int64
+				crc uint32
+				err error
+			}
+			res := make(chan result, 1)
+			be := testutil.RawBackend(t, func(c *net.TCPConn) {
+				if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
+					res <- result{err: err}
+					return
+				}
+				if down {
+					crc, err := testutil.SendPattern(c, total, &sent)
+					res <- result{total, crc, err}
+					return
+				}
+				n, crc, err := testutil.SlowThenFast(c, 1<<20, 2*time.Second, &got, check)
+				res <- result{n, crc, err}
+			})
+			p := startProxy(t, []balancer.RouteSpec{{Name: "bulk.test", Backends: []string{"tls://" + be}}}, "", nil)
+			c, err := net.Dial("tcp", p.tlsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			if _, err := c.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			var crc uint32
+			if down {
+				n, crc, err = testutil.SlowThenFast(c, 1<<20, 2*time.Second, &got, check)
+			} else {
+				crc, err = testutil.SendPattern(c, total, &sent)
+				n = total
+				c.(*net.TCPConn).CloseWrite()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := <-res
+			if r.err != nil || r.n != n || r.crc != crc || n != total {
+				t.Fatalf("%d bytes sent, %d received (%v); checksums match: %v", r.n, n, r.err, r.crc == crc)
+			}
+			t.Logf("sender ran at most %.1f MiB ahead of the slow reader", float64(worst)/(1<<20))
+			if worst > maxAhead {
+				t.Errorf("sender got %d MiB ahead: the proxy buffers without bound", worst>>20)
+			}
+		})
+	}
+}

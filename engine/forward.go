@@ -28,7 +28,16 @@ func (l *loop) pump(src *conn) {
 			l.scheduleRead(src)
 			return
 		}
-		n, err := sysRead(src.fd, l.buf)
+		opaque := src.h == nil && dst.h == nil
+		var n int
+		var err error
+		spliced := false
+		if opaque && src.flags&fBulk != 0 {
+			n, err, spliced = l.spliceIn(src)
+		}
+		if !spliced {
+			n, err = sysRead(src.fd, l.buf)
+		}
 		if n > 0 {
 			if src.kind == kindBackend && dst.first != nil {
 				l.dropReplay(dst) // the backend answered
@@ -41,6 +50,19 @@ func (l *loop) pump(src *conn) {
 				src.flags &^= fReadReady
 			}
 			l.touch(src, n)
+			if opaque {
+				if n >= bulkMin {
+					src.flags |= fBulk
+				} else {
+					src.flags &^= fBulk
+				}
+			}
+			if spliced {
+				if !l.spliceOut(dst, n) {
+					return
+				}
+				continue
+			}
 			if src.h != nil && src.h.mode == httpFraming {
 				var ok bool
 				l.out, ok = l.upHTTP(src, dst, l.buf[:n], l.out[:0])

@@ -56,6 +56,7 @@ type loop struct {
 	// unlimitTask is on its way. Both are read by other loops.
 	limited, resumeQueued atomic.Bool
 
+	pipe [2]int // for splice(2) (bulk.go): created on first use, -1 if it cannot be; always empty between calls
 	epfd int    // the poller's epoll descriptor (epollFD)
 	gen  uint16 // generation of the latest registered socket
 
@@ -139,6 +140,10 @@ func (l *loop) run() {
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
 	l.quicCloseAll()
+	if l.pipe[0] > 0 {
+		_ = unix.Close(l.pipe[0])
+		_ = unix.Close(l.pipe[1])
+	}
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			_ = unix.Close(ln.fd)

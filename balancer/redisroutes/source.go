@@ -478,7 +478,7 @@ func mergeFlags(cur, need string) string {
 // the routes if they changed (or deltas went out since the last full
 // publish). On error nothing is replaced.
 func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet)) error {
-	set, multi, problems, err := loadAll(ctx, s.client, s.sc, s.count)
+	set, multi, problems, err := loadAll(ctx, s.client, s.sc, s.count, s.missingKeys)
 	if err != nil {
 		return err
 	}
@@ -668,6 +668,43 @@ func (s *Source) publishChanges(touched map[string][]string, publish func(*balan
 // snapshotPerChange is the largest store whose snapshot file is rewritten
 // after every change (about 0.1 s of work); beyond it, at each resync.
 const snapshotPerChange = 100_000
+
+// missingKeys returns the keys of the routes Run last knew (the last full
+// publish with the deltas since) that this sync's SCAN did not find, to be
+// read again directly. SCAN walks a Cluster's masters one after another: a
+// key that a slot migration (redis-cli --cluster reshard) moves from a
+// master not yet scanned to one already scanned is seen on neither, and its
+// route would vanish until the next resync. A direct read follows the
+// MOVED/ASK redirections to wherever the key is now; a key really deleted
+// reads as missing.
+func (s *Source) missingKeys(found func(name string) bool) []string {
+	var keys []string
+	check := func(name string) {
+		if found(name) {
+			return
+		}
+		if m := s.multi[name]; m != nil {
+			for k := range m {
+				keys = append(keys, k)
+			}
+			return
+		}
+		keys = append(keys, s.sc.key(name))
+	}
+	if s.view != nil {
+		for r := range s.view.All() {
+			if o, changed := s.over[r.Name]; !changed || o != nil {
+				check(r.Name)
+			}
+		}
+	}
+	for name, r := range s.over {
+		if r != nil && (s.view == nil || !s.view.Has(name)) {
+			check(name)
+		}
+	}
+	return keys
+}
 
 // syncFleet reads the backends reported down (keys that expired mean up).
 func (s *Source) syncFleet(ctx context.Context) error {

@@ -166,6 +166,15 @@ func (c *collector) key(key string, vals []string, rerr error) {
 	c.err = c.b.Set(balancer.RouteSpec{Name: e.name, Backends: e.backends})
 }
 
+// found reports whether a route named name was read.
+func (c *collector) found(name string) bool {
+	if c.multi[name] != nil {
+		return true
+	}
+	_, ok := c.b.Get(name)
+	return ok
+}
+
 // done merges the routes of several keys and returns the set.
 func (c *collector) done() (*balancer.RouteSet, error) {
 	for name, m := range c.multi {
@@ -183,7 +192,12 @@ func (c *collector) done() (*balancer.RouteSet, error) {
 // keys) into a RouteSet. multi holds the routes with more than one key, by
 // key; problems maps keys skipped in full or in part to a one-line
 // description. sizeHint is the expected number of routes.
-func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint int) (set *balancer.RouteSet, multi map[string]map[string][]string, problems map[string]string, err error) {
+//
+// recheck, if set, is called once SCAN is done with a function that tells
+// whether a route was found; it returns keys to read again directly (see
+// Source.missingKeys).
+func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint int,
+	recheck func(found func(name string) bool) []string) (set *balancer.RouteSet, multi map[string]map[string][]string, problems map[string]string, err error) {
 	ns, err := nodes(ctx, c)
 	if err != nil {
 		return nil, nil, nil, err
@@ -217,6 +231,11 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 	if serr := <-scanned; err == nil {
 		err = serr
 	}
+	if err == nil && recheck != nil {
+		if keys := recheck(col.found); len(keys) > 0 {
+			err = readKeys(ctx, c, sc, keys, col.key)
+		}
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -245,7 +264,7 @@ func Load(ctx context.Context, c redis.UniversalClient, schema string) ([]balanc
 	if err != nil {
 		return nil, nil, err
 	}
-	set, _, problems, err := loadAll(ctx, c, sc, 0)
+	set, _, problems, err := loadAll(ctx, c, sc, 0, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 // Package peers renders the configuration files that the benchmark harness
-// gives to each proxy under test (portier, HAProxy, nginx, sniproxy), so that
-// all of them get the same routes, one worker and no access logging.
+// gives to each proxy under test (portier, HAProxy, nginx, sniproxy, and the
+// floor forwarder), so that all of them get the same routes, one worker and
+// no access logging.
 package peers
 
 import (
@@ -35,9 +36,9 @@ type Params struct {
 // HostRegexp is Host quoted for sniproxy's regular-expression tables.
 func (p Params) HostRegexp() string { return regexp.QuoteMeta(p.Host) }
 
-// Names lists the templates: haproxy.cfg, nginx.conf, portier.yaml, sniproxy.conf.
+// Names lists the templates: floor.conf, haproxy.cfg, nginx.conf, portier.yaml, sniproxy.conf.
 func Names() []string {
-	return []string{"haproxy.cfg", "nginx.conf", "portier.yaml", "sniproxy.conf"}
+	return []string{"floor.conf", "haproxy.cfg", "nginx.conf", "portier.yaml", "sniproxy.conf"}
 }
 
 // Render executes template name (for example "nginx.conf") with p.

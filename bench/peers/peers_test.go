@@ -26,6 +26,7 @@ func TestRenderHasRoutes(t *testing.T) {
 		name string
 		want []string
 	}{
+		{"floor.conf", []string{"127.0.0.1:18900 127.0.0.1:18001", "127.0.0.1:18901 127.0.0.1:18002"}},
 		{"haproxy.cfg", []string{"nbthread 1", "bind 127.0.0.1:18900", "bind 127.0.0.1:18901", "hdr(host) -i bench.test", "req_ssl_sni -i bench.test", "server s1 127.0.0.1:18001", "server s1 127.0.0.1:18002"}},
 		{"nginx.conf", []string{"worker_processes 1;", "daemon off;", "listen 127.0.0.1:18900;", "server_name bench.test;", "ssl_preread on;", "bench.test be_tls;", "server 127.0.0.1:18001;", "server 127.0.0.1:18002;"}},
 		{"sniproxy.conf", []string{"listener 127.0.0.1:18900", "protocol http", "listener 127.0.0.1:18901", "protocol tls", `^bench\.test$ 127.0.0.1:18001`, `^bench\.test$ 127.0.0.1:18002`}},

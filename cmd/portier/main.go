@@ -12,8 +12,10 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/portier/portier/config"
+	"github.com/portier/portier/logq"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
@@ -62,13 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portier: -log-level: %v\n", err)
 		return 2
 	}
-	var handler slog.Handler
-	switch *logFormat {
-	case "text":
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
-	case "json":
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
-	default:
+	if *logFormat != "text" && *logFormat != "json" {
 		fmt.Fprintf(stderr, "portier: -log-format: %q is not text or json\n", *logFormat)
 		return 2
 	}
@@ -87,6 +83,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
+	// Every log line goes through a bounded queue to one writer goroutine:
+	// a stalled stderr drops lines (portier_log_dropped_total{log="process"})
+	// instead of blocking whoever logs (the signal handler included).
+	logOut := logq.NewWriter(stderr, max(*logQueue, 64))
+	defer logOut.Close(2 * time.Second)
+	var handler slog.Handler
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level})
+	} else {
+		handler = slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level})
+	}
 	logger := slog.New(handler)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -108,7 +115,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	srv, err := startServer(cfg, logger, runOptions{loops: *loops, logQueue: *logQueue, logBurst: *logBurst})
+	srv, err := startServer(cfg, logger, runOptions{loops: *loops, logQueue: *logQueue, logBurst: *logBurst,
+		logDropped: logOut.Dropped})
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1

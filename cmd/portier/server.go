@@ -198,8 +198,9 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 // started is stopped again.
 // runOptions are the command line's settings that the config file does not hold.
 type runOptions struct {
-	loops              int // overrides cfg.Loops when > 0
-	logQueue, logBurst int // engine.Options.LogQueue, LogBurst
+	loops              int           // overrides cfg.Loops when > 0
+	logQueue, logBurst int           // engine.Options.LogQueue, LogBurst
+	logDropped         func() uint64 // lines the process log dropped; nil: none
 }
 
 func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *server, err error) {
@@ -268,7 +269,7 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 	if a := cfg.Admin; a != nil {
 		s.adm, err = admin.New(admin.Options{
 			Addr: a.Address, AllowPublic: a.AllowPublic, Engine: s.eng, Router: s.router,
-			Health: s.health.States, AccessLog: s.alog, Ready: s.ready.Load, Logger: logger,
+			Health: s.health.States, AccessLog: s.alog, Ready: s.ready.Load, Logger: logger, LogDropped: ro.logDropped,
 			Redis: s.redisStatus(), RouteStats: s.routeStats, RouteTop: s.top,
 		})
 		if err != nil {

@@ -117,8 +117,11 @@ type proxyDef struct {
 	reuse    string        // HAProxy's http-reuse
 }
 
-func proxyDefs(portierBin string) []*proxyDef {
+func proxyDefs(portierBin, floorBin string) []*proxyDef {
 	return []*proxyDef{
+		// The floor: a minimal raw-epoll read -> write forwarder (bench/cmd/floor).
+		{name: "floor", bin: floorBin, conf: "floor.conf", httpAddr: "127.0.0.1:18500", tlsAddr: "127.0.0.1:18501",
+			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-config", conf} }, grace: 3 * time.Second},
 		{name: "haproxy", bin: "haproxy", conf: "haproxy.cfg", httpAddr: "127.0.0.1:18100", tlsAddr: "127.0.0.1:18101",
 			argv: func(bin, conf string, _ []string) []string { return []string{bin, "-db", "-f", conf} }, grace: 5 * time.Second,
 			reuse: "always"},
@@ -244,7 +247,8 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	}
 
 	missing := ensureTools(ctx, rep)
-	defs := proxyDefs(o.portierBin)
+	floorBin := filepath.Join(dir, "floor")
+	defs := proxyDefs(o.portierBin, floorBin)
 	if o.only != "" {
 		keep := map[string]bool{}
 		for _, n := range strings.Split(o.only, ",") {
@@ -262,7 +266,7 @@ func run(ctx context.Context, o options, sup *supervisor) error {
 	// Build before pinning so that the compiler gets both CPUs.
 	backendBin := filepath.Join(dir, "benchbackend")
 	idleBin := filepath.Join(dir, "idleconns")
-	for _, b := range [][2]string{{backendBin, "./bench/cmd/benchbackend"}, {idleBin, "./bench/cmd/idleconns"}} {
+	for _, b := range [][2]string{{backendBin, "./bench/cmd/benchbackend"}, {idleBin, "./bench/cmd/idleconns"}, {floorBin, "./bench/cmd/floor"}} {
 		if out, err := output(ctx, "go", "build", "-o", b[0], b[1]); err != nil {
 			return fmt.Errorf("go build %s: %v: %s", b[1], err, out)
 		}

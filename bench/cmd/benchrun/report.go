@@ -129,9 +129,12 @@ func baselineName(id string) string {
 	return "haproxy"
 }
 
-func (rep *report) baseline(id string) (loadResult, bool) {
+func (rep *report) baseline(id string) (loadResult, bool) { return rep.resultOf(baselineName(id), id) }
+
+// resultOf is proxy name's result in scenario id, if it was measured.
+func (rep *report) resultOf(name, id string) (loadResult, bool) {
 	for _, pr := range rep.runs {
-		if pr.def.name == baselineName(id) {
+		if pr.def.name == name {
 			r, ok := pr.results[id]
 			return r, ok
 		}
@@ -162,7 +165,9 @@ func (rep *report) markdown() string {
 	w("The comparable figure is the **proxy's own CPU time per request** (per connection, per MiB): utime+stime of the proxy's processes from `/proc/PID/stat`, ")
 	w("the difference over the run divided by the requests completed. Lower is better. ")
 	w("\"Proxy CPU\" is that CPU time as a share of one core over the run (100%% = the proxy was the bottleneck). ")
-	w("Ratios are to HAProxy in the same run: above 1.00× is more for throughput and more cost for CPU per request.\n\n")
+	w("Ratios are to HAProxy in the same run: above 1.00× is more for throughput and more cost for CPU per request. ")
+	w("**floor** is `bench/cmd/floor`, a minimal raw-epoll read → write forwarder (one thread, one backend connection per client, no parsing, no routing): ")
+	w("the least a proxy of this kind can cost on this kernel; \"CPU vs floor\" reads every proxy's cost against it.\n\n")
 
 	w("## Machine\n\n| | |\n|---|---|\n")
 	for _, kv := range rep.machine {
@@ -206,9 +211,10 @@ func (rep *report) markdown() string {
 		if sc.perMiB {
 			unit, cpuUnit = "MiB/s", "CPU µs/MiB"
 		}
-		w("| Proxy | %s | p50 | p99 | Proxy CPU | %s | %s vs %s | %s vs %s | Errors |\n", unit, cpuUnit, unit, vs, cpuUnit, vs)
-		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		w("| Proxy | %s | p50 | p99 | Proxy CPU | %s | %s vs %s | %s vs %s | CPU vs floor | Errors |\n", unit, cpuUnit, unit, vs, cpuUnit, vs)
+		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		base, haveBase := rep.baseline(sc.id)
+		floor, haveFloor := rep.resultOf("floor", sc.id)
 		var cmds, notes, busy, accepts []string
 		for _, pr := range rep.runs {
 			if pr.skipped != "" {
@@ -220,7 +226,7 @@ func (rep *report) markdown() string {
 				if why == "" {
 					why = "not run"
 				}
-				w("| %s | - | - | - | - | - | - | - | %s |\n", pr.def.name, strings.ReplaceAll(oneLine(why), "|", "\\|"))
+				w("| %s | - | - | - | - | - | - | - | - | %s |\n", pr.def.name, strings.ReplaceAll(oneLine(why), "|", "\\|"))
 				continue
 			}
 			rate, cost := r.ReqPerSec, float64(r.CPUPerReq().Nanoseconds())/1e3
@@ -228,16 +234,23 @@ func (rep *report) markdown() string {
 			if haveBase {
 				baseRate, baseCost = base.ReqPerSec, float64(base.CPUPerReq().Nanoseconds())/1e3
 			}
+			floorCost := 0.0
+			if haveFloor {
+				floorCost = float64(floor.CPUPerReq().Nanoseconds()) / 1e3
+			}
 			rateS, costS := fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.1f", cost)
 			if sc.perMiB {
 				rate, cost = r.MiBPerSec(), r.CPUPerMiB()
 				if haveBase {
 					baseRate, baseCost = base.MiBPerSec(), base.CPUPerMiB()
 				}
+				if haveFloor {
+					floorCost = floor.CPUPerMiB()
+				}
 				rateS, costS = fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", cost)
 			}
-			w("| %s | %s | %s | %s | %.0f%% | %s | %s | %s | %d |\n", pr.def.name, rateS, fmtDur(r.P50), fmtDur(r.P99),
-				100*r.Utilisation(), costS, fmtRatio(rate, baseRate), fmtRatio(cost, baseCost), r.Errors)
+			w("| %s | %s | %s | %s | %.0f%% | %s | %s | %s | %s | %d |\n", pr.def.name, rateS, fmtDur(r.P50), fmtDur(r.P99),
+				100*r.Utilisation(), costS, fmtRatio(rate, baseRate), fmtRatio(cost, baseCost), fmtRatio(cost, floorCost), r.Errors)
 			cmds = append(cmds, r.Cmd)
 			if r.BackendConns >= 0 {
 				accepts = append(accepts, fmt.Sprintf("%s %d", pr.def.name, r.BackendConns))

@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// Bulk opaque forwarding (TLS passthrough, tunnels): once a read of a
+// direction is large, its bytes go socket -> pipe -> socket with splice(2)
+// and never through user space (docs/design.md has the measurements, and
+// the rejected alternative of filling reads before writing). The loop's one
+// pipe is empty between calls: what the destination cannot take is read out
+// of it into the destination's pend, the same flow control as for a short
+// write.
+
+// bulkMin: a read this large marks its direction as bulk; a smaller one
+// (say the next small request of a kept-alive connection) ends that.
+const bulkMin = 8 << 10
+
+// spliceIn moves up to a buffer's worth from src into the loop's pipe; its
+// results read like read(2)'s. ok is false when no pipe can be had.
+func (l *loop) spliceIn(src *conn) (n int, err error, ok bool) {
+	if l.pipe[0] == 0 {
+		var p [2]int
+		if unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC) != nil {
+			l.pipe[0] = -1
+		} else {
+			l.pipe = p
+		}
+	}
+	if l.pipe[0] < 0 {
+		return 0, nil, false
+	}
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(src.fd), 0, uintptr(l.pipe[1]), 0,
+			uintptr(len(l.buf)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e, true
+		}
+		return int(r), nil, true
+	}
+}
+
+// spliceOut moves the n bytes in the loop's pipe to dst; what dst cannot
+// take is read into its pend (flow control as for a short write), so the
+// pipe is empty again. It reports false when the pair was closed.
+func (l *loop) spliceOut(dst *conn, n int) bool {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(l.pipe[0]), 0, uintptr(dst.fd), 0,
+			uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 && e != unix.EAGAIN {
+			l.drainPipe(n)
+			l.socketFailed(dst, e)
+			return false
+		}
+		if e == 0 {
+			n -= int(r)
+		}
+		if n == 0 {
+			return true
+		}
+		// Short or EAGAIN: dst's buffer is full; keep the rest in user space.
+		dst.flags &^= fWriteReady
+		dst.pend = l.getBuf()[:n]
+		dst.pendOff = 0
+		for got := 0; got < n; {
+			m, _ := sysRead(l.pipe[0], dst.pend[got:])
+			if m <= 0 {
+				dst.pend = dst.pend[:got]
+				break
+			}
+			got += m
+		}
+		l.armWrite(dst)
+		return true
+	}
+}
+
+// drainPipe discards n bytes left in the loop's pipe.
+func (l *loop) drainPipe(n int) {
+	for n > 0 {
+		m, _ := sysRead(l.pipe[0], l.buf[:min(n, len(l.buf))])
+		if m <= 0 {
+			return
+		}
+		n -= m
+	}
+}
