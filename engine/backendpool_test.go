@@ -251,3 +251,34 @@ func TestPoolDrainedBackend(t *testing.T) {
 	b.SetDrain(true)
 	waitFor(t, func() bool { return st.PoolIdle.Load() == 0 })
 }
+
+// TestPoolClientCloseWithoutAsking: a client that closes after its answer
+// without having said Connection: close (curl, a script) gives its backend
+// connection back to the pool.
+func TestPoolClientCloseWithoutAsking(t *testing.T) {
+	var accepted atomic.Int64
+	be := countingBackend(t, &accepted)
+	p := startProxy(t, []balancer.RouteSpec{{Name: "eof.test", Backends: []string{"http://" + be}}}, "",
+		func(o *Options) { o.Loops = 1 })
+	for i := range 5 {
+		c, err := net.Dial("tcp", p.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /e"+itoa(i)+" HTTP/1.1\r\nHost: eof.test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if string(body) != "GET /e"+itoa(i)+" " {
+			t.Fatalf("request %d: %q", i, body)
+		}
+		waitFor(t, func() bool { return p.e.Stats().PoolIdle.Load() == 1 })
+	}
+	if a := accepted.Load(); a != 1 {
+		t.Errorf("backend accepted %d connections for 5 clients one after another, want 1", a)
+	}
+}

@@ -109,9 +109,11 @@ func (l *loop) pump(src *conn) {
 			src.flags = src.flags&^fReadReady | fReadEOF
 			if src.kind == kindClient && idleHTTP(src) {
 				// Every answer is out and nothing is half-sent: the backend
-				// connection has no more use; close both (no half-close, no
-				// waiting for the backend's FIN), as HAProxy does.
-				l.closePair(src)
+				// connection goes back to the pool (or closes) and the
+				// client's closes (no half-close, no waiting for the
+				// backend's FIN), as HAProxy does.
+				l.stopHTTP(src, nil, nil)
+				l.answersDone(src)
 				return
 			}
 			if dst.pend == nil {
