@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"github.com/portier/portier/internal/selfsigned"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/selfsigned"
 	"github.com/portier/portier/internal/testutil"
 )
 
