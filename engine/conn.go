@@ -82,9 +82,8 @@ type conn struct {
 	failed  *balancer.Backend // client: the last backend that failed to connect
 	tries   int
 
-	prev, next *conn
-	since      int64 // when it entered its list
-	active     int64 // client: last time a byte moved either way
+	links[conn]       // deadline list membership (list is the id above): prev, next, since
+	active      int64 // client: last time a byte moved either way
 
 	bytesUp, bytesDown int64 // client: bytes client->backend and backend->client
 

@@ -100,10 +100,9 @@ type qflow struct {
 	start                time.Time
 	up, down, dgUp, dgDn int64
 
-	// Deadline list links (answer list or idle list).
-	list       uint8
-	since      int64
-	prev, next *qflow
+	// Deadline list membership (answer list or idle list).
+	list uint8
+	links[qflow]
 }
 
 const (
@@ -112,35 +111,9 @@ const (
 	qlistIdle
 )
 
-type qlist struct {
-	id         uint8
-	head, tail *qflow
-}
+type qlist = deadlineList[qflow, *qflow]
 
-func (q *qlist) push(f *qflow, now int64) {
-	f.list, f.since = q.id, now
-	f.prev, f.next = q.tail, nil
-	if q.tail != nil {
-		q.tail.next = f
-	} else {
-		q.head = f
-	}
-	q.tail = f
-}
-
-func (q *qlist) remove(f *qflow) {
-	if f.prev != nil {
-		f.prev.next = f.next
-	} else {
-		q.head = f.next
-	}
-	if f.next != nil {
-		f.next.prev = f.prev
-	} else {
-		q.tail = f.prev
-	}
-	f.prev, f.next, f.list = nil, nil, qlistNone
-}
+func (f *qflow) deadlineLinks() (*links[qflow], *uint8) { return &f.links, &f.list }
 
 // quicLoop is a loop's QUIC state; only the loop's goroutine touches it.
 type quicLoop struct {

@@ -18,38 +18,10 @@ const (
 	listPooled
 )
 
-type list struct {
-	id         uint8
-	head, tail *conn
-}
+// list is a deadline list of connections (listNone is 0, as remove leaves it).
+type list = deadlineList[conn, *conn]
 
-func (q *list) init(id uint8) { q.id = id }
-
-func (q *list) push(c *conn, now int64) {
-	c.list = q.id
-	c.since = now
-	c.prev, c.next = q.tail, nil
-	if q.tail != nil {
-		q.tail.next = c
-	} else {
-		q.head = c
-	}
-	q.tail = c
-}
-
-func (q *list) remove(c *conn) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else {
-		q.head = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	} else {
-		q.tail = c.prev
-	}
-	c.prev, c.next, c.list = nil, nil, listNone
-}
+func (c *conn) deadlineLinks() (*links[conn], *uint8) { return &c.links, &c.list }
 
 func (l *loop) listOf(id uint8) *list {
 	switch id {
