@@ -104,7 +104,7 @@ func TestAcceptProxyFromTrustedOnly(t *testing.T) {
 	if resp := rawExchange(t, q.httpAddr, []byte(announced+req)); len(resp) != 0 {
 		t.Errorf("untrusted peer: got %q, want a close", resp)
 	}
-	if !strings.Contains(q.log.String(), "not in trusted_proxies") {
+	if !q.log.has("not in trusted_proxies") {
 		t.Error("no log line for the untrusted peer")
 	}
 }

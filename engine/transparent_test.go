@@ -98,7 +98,7 @@ func TestSourceClientFamilyMismatch(t *testing.T) {
 	if !strings.HasPrefix(string(resp), "HTTP/1.1 502") {
 		t.Errorf("IPv6 client, IPv4-only pool: %q, want 502", resp)
 	}
-	if !strings.Contains(p.log.String(), "client address family differs from the backend's") {
+	if !p.log.has("client address family differs from the backend's") {
 		t.Error("no log line for the family mismatch")
 	}
 	for _, b := range table.Backends() {

@@ -73,7 +73,7 @@ func TestUnixSocketBackends(t *testing.T) {
 			t.Fatalf("%s over a unix socket: %q", host, resp)
 		}
 	}
-	if !strings.Contains(p.log.String(), "backend=unix:"+missing) || !strings.Contains(p.log.String(), "no such file or directory") {
+	if !p.log.has("backend=unix:"+missing) || !p.log.has("no such file or directory") {
 		t.Errorf("the failed connect to %s is not logged by its path and cause", missing)
 	}
 
