@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"log/slog"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -128,9 +127,10 @@ func (l *loop) trigger(f queue.Func) {
 }
 
 func (l *loop) run() {
-	// One thread per loop keeps its epoll and caches hot.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// Not locked to its OS thread: gnet's poller yields (runtime.Gosched)
+	// whenever a zero-timeout poll finds nothing, and a locked goroutine
+	// that yields hands its P to another thread and back (two futex
+	// wake-ups per batch); see docs/design.md.
 	err := l.poller.Polling(l.onEvent)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
 		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
