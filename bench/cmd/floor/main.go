@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"unsafe"
 
@@ -43,7 +42,6 @@ type floor struct {
 func main() {
 	config := flag.String("config", "", "file of \"listen backend\" lines")
 	flag.Parse()
-	runtime.LockOSThread()
 	if err := run(*config); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
@@ -81,7 +79,7 @@ func run(config string) error {
 	file.Close()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(ep, events, -1)
+		n, err := rawEpollWait(ep, events)
 		if err == unix.EINTR {
 			continue
 		}
@@ -171,7 +169,7 @@ func (f *floor) event(s *sock, ev uint32) {
 	f.pump(s)
 }
 
-// pump reads src to EAGAIN and writes each read to its peer; a short write
+// pump reads src until a short read or EAGAIN and writes each read to its peer; a short write
 // keeps the rest and stops reading src until it is out (flow control).
 func (f *floor) pump(src *sock) {
 	dst := src.peer
@@ -190,6 +188,12 @@ func (f *floor) pump(src *sock) {
 			if w < n {
 				dst.pend = append(dst.pend[:0], f.buf[w:n]...)
 				return
+			}
+			if n < len(f.buf) {
+				// A short read took all there was: new bytes raise a new
+				// edge, so a read only to collect EAGAIN is saved (as portier
+				// and HAProxy do).
+				src.readable = false
 			}
 		case n == 0:
 			src.eof = true
@@ -263,6 +267,19 @@ func (f *floor) set(fd int, s *sock) {
 		f.socks = append(f.socks, make([]*sock, len(f.socks))...)
 	}
 	f.socks[fd] = s
+}
+
+// rawEpollWait blocks in epoll_pwait without telling the scheduler: the
+// floor is one goroutine with nothing else to run, so the P it holds has no
+// other use, and the scheduler's hand-off of a P stuck in a syscall (sysmon
+// retakes it after 20 µs, the thread reacquires it on return) is work a C
+// forwarder does not do. A signal (preemption, GC) ends the wait with EINTR.
+func rawEpollWait(ep int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // rawRead and rawWrite skip the scheduler's syscall bookkeeping: the
