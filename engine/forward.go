@@ -336,7 +336,7 @@ func (l *loop) ended(c *conn) {
 		if p.Stats != nil {
 			p.Stats.Ended(c.bytesUp, c.bytesDown)
 		}
-		if t := l.e.opts.RouteTop; t != nil {
+		if t := l.top; t != nil {
 			t.Observe(p.Name, c.bytesUp, c.bytesDown)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/portier/portier/internal/rawsock"
 	"github.com/portier/portier/parser"
 	"github.com/portier/portier/proxyproto"
+	"github.com/portier/portier/routetop"
 )
 
 const (
@@ -67,6 +68,7 @@ type loop struct {
 	httpFree []*httpConn
 	rec      accesslog.Record    // scratch for the access log (copied by Log)
 	alog     *accesslog.Producer // this loop's access log queue; nil without one
+	top      *routetop.Producer  // this loop's route-traffic queue; nil without route metrics
 	ev       *eventlog.Producer  // this loop's event log queue
 	evt      eventlog.Event      // scratch event (copied by Log)
 	pp       proxyproto.Header
@@ -104,6 +106,9 @@ func newLoop(e *Engine, id int) (*loop, error) {
 		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
+	}
+	if e.opts.RouteTop != nil {
+		l.top = e.opts.RouteTop.Producer()
 	}
 	l.handshakes.init(listHandshake)
 	l.connects.init(listConnect)

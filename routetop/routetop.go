@@ -1,9 +1,10 @@
 // Package routetop finds the routes with the most traffic without a counter
 // per route: the event loops hand each ended connection's route name and
-// bytes to a bounded queue (never blocking: a full queue drops and counts),
-// and one goroutine counts them per window and keeps the top N of the last
-// complete window. Metrics then carry at most N route labels however many
-// routes there are.
+// bytes to a bounded queue (package logq, as the logs do: a ring per loop,
+// never blocking, no lock, no wake-up of a sleeping reader per connection; a
+// full ring drops and counts), and its one reader goroutine counts them per
+// window and keeps the top N of the last complete window. Metrics then carry
+// at most N route labels however many routes there are.
 package routetop
 
 import (
@@ -11,8 +12,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/portier/portier/logq"
 )
 
 // Limits of the configuration.
@@ -40,10 +42,15 @@ type observation struct {
 
 // Top counts route traffic per window; see the package comment.
 type Top struct {
-	n       int
-	window  time.Duration
-	ch      chan observation
-	dropped atomic.Int64
+	n        int
+	window   time.Duration
+	q        *logq.Queue[observation]
+	shared   *logq.Ring[observation] // Observe's, for callers without a Producer
+	sharedMu sync.Mutex
+
+	// Owned by the queue's reader goroutine.
+	cur      map[string]*Entry
+	curOther Entry // traffic of names past maxNames in the current window
 
 	mu      sync.Mutex
 	top     []Entry // of the last complete window, most bytes first
@@ -52,28 +59,45 @@ type Top struct {
 }
 
 // New returns a Top keeping n routes (1..MaxN) over windows of the given
-// length, with a queue of queue observations. Run must be running.
+// length; each producer's ring holds queue observations. Its reader
+// goroutine runs until Close; Run ends the windows.
 func New(n int, window time.Duration, queue int) *Top {
-	return &Top{n: min(max(n, 1), MaxN), window: window, ch: make(chan observation, max(queue, 1))}
+	t := &Top{n: min(max(n, 1), MaxN), window: window, cur: make(map[string]*Entry)}
+	t.q = logq.New(logq.Options[observation]{Size: max(queue, 1), Write: t.count})
+	t.shared = t.q.Ring()
+	return t
 }
 
-// Observe records an ended connection of route name. It never blocks and
-// allocates nothing (name is an existing string); safe on an event loop.
+// Producer is one event loop's queue of observations.
+type Producer struct{ r *logq.Ring[observation] }
+
+// Producer returns a new queue for one goroutine (an event loop).
+func (t *Top) Producer() *Producer { return &Producer{t.q.Ring()} }
+
+// Observe records an ended connection of route name. It never blocks, takes
+// no lock and allocates nothing (name is an existing string); a full ring
+// drops the observation and counts it. Call it from one goroutine at a time.
+func (p *Producer) Observe(name string, up, down int64) {
+	p.r.Put(&observation{name, up, down})
+}
+
+// Observe is Producer.Observe on a ring shared by its callers (tests, tools).
 func (t *Top) Observe(name string, up, down int64) {
-	select {
-	case t.ch <- observation{name, up, down}:
-	default:
-		t.dropped.Add(1)
-	}
+	t.sharedMu.Lock()
+	t.shared.Put(&observation{name, up, down})
+	t.sharedMu.Unlock()
 }
 
-// Dropped returns how many observations a full queue dropped.
-func (t *Top) Dropped() int64 { return t.dropped.Load() }
+// Dropped returns how many observations full rings dropped.
+func (t *Top) Dropped() int64 { return int64(t.q.Dropped()) }
+
+// Close stops the reader goroutine.
+func (t *Top) Close() { t.q.Close() }
 
 // Window returns the window length.
 func (t *Top) Window() time.Duration { return t.window }
 
-// Run counts until ctx ends.
+// Run ends a window every window length until ctx ends.
 func (t *Top) Run(ctx context.Context) {
 	tick := time.NewTicker(t.window)
 	defer tick.Stop()
@@ -81,40 +105,43 @@ func (t *Top) Run(ctx context.Context) {
 }
 
 func (t *Top) run(ctx context.Context, tick <-chan time.Time) {
-	cur := make(map[string]*Entry)
-	var other Entry
-	count := func(o observation) {
-		e := cur[o.name]
-		if e == nil {
-			if len(cur) >= maxNames {
-				other.Conns++
-				other.BytesUp += o.up
-				other.BytesDown += o.down
-				return
-			}
-			e = &Entry{Name: o.name}
-			cur[o.name] = e
-		}
-		e.Conns++
-		e.BytesUp += o.up
-		e.BytesDown += o.down
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case o := <-t.ch:
-			count(o)
 		case now := <-tick:
-			// What was queued before the window ended belongs to it.
-			for n := len(t.ch); n > 0; n-- {
-				count(<-t.ch)
+			// Do drains every ring first: what was queued before the window
+			// ended belongs to it.
+			if t.q.Do(func() { t.endWindow(now) }) != nil {
+				return // closed
 			}
-			t.publish(cur, other, now)
-			clear(cur)
-			other = Entry{}
 		}
 	}
+}
+
+// count adds one observation to the current window; on the reader goroutine.
+func (t *Top) count(o *observation) {
+	e := t.cur[o.name]
+	if e == nil {
+		if len(t.cur) >= maxNames {
+			t.curOther.Conns++
+			t.curOther.BytesUp += o.up
+			t.curOther.BytesDown += o.down
+			return
+		}
+		e = &Entry{Name: o.name}
+		t.cur[o.name] = e
+	}
+	e.Conns++
+	e.BytesUp += o.up
+	e.BytesDown += o.down
+}
+
+// endWindow publishes the current window and starts the next; on the reader.
+func (t *Top) endWindow(now time.Time) {
+	t.publish(t.cur, t.curOther, now)
+	clear(t.cur)
+	t.curOther = Entry{}
 }
 
 // publish keeps the n entries of cur with the most bytes (then connections,

@@ -460,4 +460,7 @@ func (s *server) stopNow() {
 	if s.alog != nil {
 		_ = s.alog.Close()
 	}
+	if s.top != nil {
+		s.top.Close() // its Run then ends at the next window
+	}
 }
