@@ -42,11 +42,9 @@ type observation struct {
 
 // Top counts route traffic per window; see the package comment.
 type Top struct {
-	n        int
-	window   time.Duration
-	q        *logq.Queue[observation]
-	shared   *logq.Ring[observation] // Observe's, for callers without a Producer
-	sharedMu sync.Mutex
+	n      int
+	window time.Duration
+	q      *logq.Queue[observation]
 
 	// Owned by the queue's reader goroutine.
 	cur      map[string]*Entry
@@ -64,7 +62,6 @@ type Top struct {
 func New(n int, window time.Duration, queue int) *Top {
 	t := &Top{n: min(max(n, 1), MaxN), window: window, cur: make(map[string]*Entry)}
 	t.q = logq.New(logq.Options[observation]{Size: max(queue, 1), Write: t.count})
-	t.shared = t.q.Ring()
 	return t
 }
 
@@ -79,13 +76,6 @@ func (t *Top) Producer() *Producer { return &Producer{t.q.Ring()} }
 // drops the observation and counts it. Call it from one goroutine at a time.
 func (p *Producer) Observe(name string, up, down int64) {
 	p.r.Put(&observation{name, up, down})
-}
-
-// Observe is Producer.Observe on a ring shared by its callers (tests, tools).
-func (t *Top) Observe(name string, up, down int64) {
-	t.sharedMu.Lock()
-	t.shared.Put(&observation{name, up, down})
-	t.sharedMu.Unlock()
 }
 
 // Dropped returns how many observations full rings dropped.
