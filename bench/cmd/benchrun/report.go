@@ -234,23 +234,19 @@ func (rep *report) markdown() string {
 				w("| %s | - | - | - | - | - | - | - | - | %s |\n", pr.def.name, strings.ReplaceAll(oneLine(why), "|", "\\|"))
 				continue
 			}
-			rate, cost := r.ReqPerSec, float64(r.CPUPerReq().Nanoseconds())/1e3
-			baseRate, baseCost := 0.0, 0.0
+			rate, cost := r.ReqPerSec, sc.cost(r)
+			baseRate, baseCost, floorCost := 0.0, 0.0, 0.0
 			if haveBase {
-				baseRate, baseCost = base.ReqPerSec, float64(base.CPUPerReq().Nanoseconds())/1e3
+				baseRate, baseCost = base.ReqPerSec, sc.cost(base)
 			}
-			floorCost := 0.0
 			if haveFloor {
-				floorCost = float64(floor.CPUPerReq().Nanoseconds()) / 1e3
+				floorCost = sc.cost(floor)
 			}
 			rateS, costS := fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.1f", cost)
 			if sc.perMiB {
-				rate, cost = r.MiBPerSec(), r.CPUPerMiB()
+				rate = r.MiBPerSec()
 				if haveBase {
-					baseRate, baseCost = base.MiBPerSec(), base.CPUPerMiB()
-				}
-				if haveFloor {
-					floorCost = floor.CPUPerMiB()
+					baseRate = base.MiBPerSec()
 				}
 				rateS, costS = fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", cost)
 			}
