@@ -27,7 +27,7 @@ type loadResult struct {
 	ReqPerSec float64
 	P50, P99  time.Duration
 	BodyBytes int64         // response body bytes, for the 1 MiB scenarios
-	CPU       time.Duration // proxy utime+stime over the run
+	CPU       time.Duration // proxy CPU over the run (cpuTime)
 	Wall      time.Duration // wall time of the whole command
 	Cmd       string
 	Note      string   // negotiated TLS parameters and the like

@@ -167,7 +167,7 @@ func (rep *report) markdown() string {
 	w("**How to read the tables.** Each proxy gets one worker or thread (portier `-loops 1`) and is pinned to CPU %d with `taskset`; ", rep.opts.proxyCPU)
 	w("the load generators, the Go backends and the harness share CPU %d. ", rep.opts.loadCPU)
 	w("On this machine CPU %d saturates first, so requests per second mostly show the load side's ceiling. ", rep.opts.loadCPU)
-	w("The comparable figure is the **proxy's own CPU time per request** (per connection, per MiB): utime+stime of the proxy's processes from `/proc/PID/stat`, ")
+	w("The comparable figure is the **proxy's own CPU time per request** (per connection, per MiB): the run time of the proxy's processes' threads from `/proc/PID/task/TID/schedstat` (nanoseconds, not 10 ms ticks), ")
 	w("the difference over the run divided by the requests completed. Lower is better. ")
 	w("\"Proxy CPU\" is that CPU time as a share of one core over the run (100%% = the proxy was the bottleneck). ")
 	w("Ratios are to HAProxy in the same run: above 1.00× is more for throughput and more cost for CPU per request. ")

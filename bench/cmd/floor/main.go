@@ -26,6 +26,7 @@ type sock struct {
 	peer       *sock
 	pend       []byte // bytes for this socket that it could not take yet
 	readable   bool   // an EPOLLIN edge not yet read to EAGAIN
+	hup        bool   // the peer's FIN was reported: read on to EOF, no new edge will come
 	eof        bool   // read returned 0
 	shut       bool   // our write side is shut
 	connecting bool
@@ -154,6 +155,9 @@ func (f *floor) event(s *sock, ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
 		s.readable = true
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		s.hup = true
+	}
 	if ev&unix.EPOLLOUT != 0 {
 		if s.connecting {
 			s.connecting = false
@@ -189,10 +193,12 @@ func (f *floor) pump(src *sock) {
 				dst.pend = append(dst.pend[:0], f.buf[w:n]...)
 				return
 			}
-			if n < len(f.buf) {
+			if n < len(f.buf) && !src.hup {
 				// A short read took all there was: new bytes raise a new
 				// edge, so a read only to collect EAGAIN is saved (as portier
-				// and HAProxy do).
+				// and HAProxy do). Not once the FIN was reported with the
+				// bytes: it raises no edge of its own (an answer and its
+				// close in one event, as HTTP/1.0 backends send them).
 				src.readable = false
 			}
 		case n == 0:
