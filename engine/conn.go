@@ -46,6 +46,7 @@ const (
 	fReused                        // backend: taken from the pool for the current request
 	fInflight                      // backend: counted in its backend's Active (a request is in flight)
 	fBulk                          // opaque source whose last read was large: spliced (bulk.go)
+	fUnwatched                     // client: not in the poller yet (see loop.watch)
 )
 
 // conn is one socket: a listener, a client or a backend. Client and backend

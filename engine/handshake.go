@@ -46,7 +46,7 @@ func (l *loop) accept(ln *conn) bool {
 	c.state = stHandshake
 	c.ln = ln.ln
 	c.remote = remote
-	if err := l.register(c); err != nil {
+	if err := l.stamp(c); err != nil {
 		l.logLoop(slog.LevelError, kindAcceptFailed, "epoll add failed", ln.ln.spec.Name, err)
 		l.conns[fd] = nil
 		sysClose(fd)
@@ -69,8 +69,14 @@ func (l *loop) accept(ln *conn) bool {
 		c.log = &connLog{wall: time.Now()}
 	}
 	l.setList(c, listHandshake)
-	if !c.ln.spec.AcceptProxy {
-		l.admit(c)
+	// Read at once, and register only if it must hear of more (see watch).
+	c.flags |= fUnwatched | fReadReady
+	gen := c.gen
+	if c.ln.spec.AcceptProxy || l.admit(c) {
+		l.handshakeRead(c)
+	}
+	if l.conns[fd] == c && c.gen == gen && c.flags&fUnwatched != 0 && wantsInput(c) && !l.watch(c) {
+		l.closeConn(c)
 	}
 	return true
 }
@@ -139,6 +145,9 @@ func (l *loop) handshakeRead(c *conn) {
 		}
 		l.closeConn(c) // reset by the client before it said anything useful
 		return
+	}
+	if len(c.first.B) == 0 && c.flags&fReadEOF == 0 {
+		return // read at accept before the client spoke: nothing to examine yet
 	}
 	l.examine(c)
 }

@@ -42,6 +42,10 @@ type loop struct {
 	free    []*conn
 	bufFree [][]byte
 
+	// watched counts clients registered with the poller (watch); tests
+	// read it to see that connection-per-request clients are not.
+	watched atomic.Int64
+
 	// Deadline lists. Each holds connections in the order their fixed
 	// timeout started, so expiry only looks at the head.
 	handshakes, connects, idles, lingers list

@@ -108,6 +108,10 @@ func (l *loop) linger(c *conn) {
 		l.closeConn(c)
 		return
 	}
+	if !l.watch(c) { // lingering needs the client's edges
+		l.closeConn(c)
+		return
+	}
 	_ = sysShutdownWrite(c.fd)
 	c.flags |= fWriteShut
 	c.state = stLinger

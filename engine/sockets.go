@@ -120,14 +120,9 @@ func (l *loop) accept4(fd int) (int, netip.AddrPort, error) {
 // raises no wake-up that only says "writable"), a connecting backend for
 // writes too (the connect completes with EPOLLOUT).
 func (l *loop) register(c *conn) error {
-	if c.fd >= 1<<genShift {
-		return unix.EMFILE // the epoll token has 22 bits for the descriptor
+	if err := l.stamp(c); err != nil {
+		return err
 	}
-	l.gen++
-	if l.gen == 0 || l.gen >= 1<<(31-genShift) {
-		l.gen = 1
-	}
-	c.gen = l.gen
 	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
 	if c.kind == kindBackend {
 		ev |= unix.EPOLLOUT
@@ -136,10 +131,77 @@ func (l *loop) register(c *conn) error {
 	return l.epollCtl(unix.EPOLL_CTL_ADD, c, ev)
 }
 
+// stamp gives c the generation its epoll token carries.
+func (l *loop) stamp(c *conn) error {
+	if c.fd >= 1<<genShift {
+		return unix.EMFILE // the epoll token has 22 bits for the descriptor
+	}
+	l.gen++
+	if l.gen == 0 || l.gen >= 1<<(31-genShift) {
+		l.gen = 1
+	}
+	c.gen = l.gen
+	return nil
+}
+
+// A new client is read at once, before it is registered: clients speak
+// first and are usually heard by the time they are accepted, which saves a
+// wake-up. It joins the poller (watch) only once it must hear of new bytes:
+// a connection-per-request client whose request asked for the close never
+// does (its answer closes it), which saves the epoll_ctl and the kernel's
+// registration and removal per connection (HAProxy registers such
+// connections no more). Registering edge-triggered reports a socket that
+// became ready meanwhile, so no edge is lost by joining late.
+
+// watch registers an unwatched client (for reads, and writes once armed);
+// false if that failed, which is logged.
+func (l *loop) watch(c *conn) bool {
+	if c.flags&fUnwatched == 0 {
+		return true
+	}
+	c.flags &^= fUnwatched
+	l.watched.Add(1)
+	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+	if c.flags&fOutArmed != 0 {
+		ev |= unix.EPOLLOUT
+	}
+	if err := l.epollCtl(unix.EPOLL_CTL_ADD, c, ev); err != nil {
+		l.logLoop(slog.LevelError, kindPollFailed, "epoll add failed", "", err)
+		return false
+	}
+	return true
+}
+
+// wantsInput reports whether client c must hear of new bytes or of its
+// peer's close. A client of an http listener whose last request, complete,
+// asked for the close does not: nothing after that request is forwarded,
+// its answer is written whether or not it is still there, and whether it
+// sent more is asked once the answer is out (afterAnswers).
+func wantsInput(c *conn) bool {
+	if c.state != stForward && c.state != stWaitPeer {
+		return true
+	}
+	h := c.h
+	return h == nil || h.mode != httpFraming || !h.closing || !h.fr.AtBoundary() || len(h.carry) > 0 ||
+		h.cutErr != nil || h.reject != nil
+}
+
+// inputPending asks the kernel whether client bytes are waiting (for a
+// client that was never watched, whose edges nobody saw).
+func inputPending(fd int) bool {
+	var n int32
+	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
+	return e != 0 || n > 0
+}
+
 // armWrite adds EPOLLOUT to a client that could not take all its bytes.
 func (l *loop) armWrite(c *conn) {
 	if c.flags&fOutArmed == 0 {
 		c.flags |= fOutArmed
+		if c.flags&fUnwatched != 0 {
+			l.watch(c) // registers with EPOLLOUT
+			return
+		}
 		if err := l.epollCtl(unix.EPOLL_CTL_MOD, c, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLOUT|unix.EPOLLET); err != nil {
 			l.logLoop(slog.LevelError, kindPollFailed, "epoll mod failed", "", err)
 		}
