@@ -23,16 +23,23 @@ import (
 //	version  u32 (snapshotVersion)
 //	saved    i64 Unix nanoseconds
 //	schema   u8 length, bytes (informational: routes are already converted)
-//	lists    u32 count, then per list: u32 backends, per backend u16 length, bytes
+//	lists    u32 count, then per list: u32 backends, per backend u16 length, bytes;
+//	         then u16 ALPN pools, per pool: u8 length, protocol bytes, u32
+//	         backends, per backend u16 length, bytes
 //	routes   u32 count, then per route: u8 length, name bytes, u32 list number
 //	crc      u32 CRC-32C (Castagnoli) of every byte before it
 //
+// A list is a route's whole content from Redis: its backends and its
+// per-ALPN pools (frontend:<name>@<alpn> keys), so a restart with Redis
+// down routes ALPN as before.
+//
 // A file that is truncated, damaged or of another version is refused as a
 // whole; routes that no longer validate (the rules became stricter) are
-// skipped and counted. Version 1 files (JSON) are still read.
+// skipped and counted. Version 2 files (no ALPN pools) and version 1 files
+// (JSON) are still read.
 const (
 	snapshotMagic   = "PORTIERSNAP\x00"
-	snapshotVersion = 2
+	snapshotVersion = 3
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -75,6 +82,15 @@ func (r *reader) next(n int) []byte {
 	return out
 }
 
+// backends reads n backend URLs (u16 length, bytes).
+func (r *reader) backends(n int) []string {
+	out := make([]string, n)
+	for k := range out {
+		out[k] = string(r.next(r.u16()))
+	}
+	return out
+}
+
 func (r *reader) u8() int {
 	b := r.next(1)
 	if b == nil {
@@ -108,8 +124,9 @@ func decodeSnapshot(data []byte) (*balancer.RouteSet, int, error) {
 		return nil, 0, errSnapshotChecksum
 	}
 	r := &reader{b: body[len(snapshotMagic):]}
-	if v := r.u32(); v != snapshotVersion {
-		return nil, 0, fmt.Errorf("version %d, want %d", v, snapshotVersion)
+	version := r.u32()
+	if version != snapshotVersion && version != 2 {
+		return nil, 0, fmt.Errorf("version %d, want %d", version, snapshotVersion)
 	}
 	r.next(8)         // saved
 	r.next(r.u8())    // schema
@@ -127,19 +144,32 @@ func decodeSnapshot(data []byte) (*balancer.RouteSet, int, error) {
 		if r.short || uint64(n)*2 > uint64(len(r.b)) {
 			return nil, 0, fmt.Errorf("list %d: backend count beyond the end of the file", i)
 		}
-		backends := make([]string, n)
+		spec := balancer.RouteSpec{Backends: r.backends(int(n))}
 		valid[i] = n > 0
-		for k := range backends {
-			backends[k] = string(r.next(r.u16()))
-			if _, err := balancer.ParseBackend(backends[k]); err != nil {
-				valid[i] = false
+		if version >= 3 {
+			nALPN := r.u16()
+			if r.short || nALPN*6 > len(r.b) {
+				return nil, 0, fmt.Errorf("list %d: ALPN pool count beyond the end of the file", i)
+			}
+			for range nALPN {
+				proto := string(r.next(r.u8()))
+				m := r.u32()
+				if r.short || uint64(m)*2 > uint64(len(r.b)) {
+					return nil, 0, fmt.Errorf("list %d: ALPN backend count beyond the end of the file", i)
+				}
+				spec.ALPN = append(spec.ALPN, balancer.ALPNRoute{Protocol: proto, Backends: r.backends(int(m))})
+				valid[i] = valid[i] && proto != "" && m > 0
 			}
 		}
 		if r.short {
 			return nil, 0, fmt.Errorf("list %d beyond the end of the file", i)
 		}
+		valid[i] = valid[i] && validBackends(spec.Backends)
+		for _, a := range spec.ALPN {
+			valid[i] = valid[i] && validBackends(a.Backends)
+		}
 		if valid[i] {
-			id, err := b.Content(balancer.RouteSpec{Backends: backends})
+			id, err := b.Content(spec)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -237,17 +267,38 @@ func encodeSnapshot(w *bufio.Writer, schema string, routes *balancer.RouteSet, n
 	w.Write(num[:])
 	w.WriteByte(byte(len(schema)))
 	w.WriteString(schema)
-	lists := routes.Contents(func([]byte, uint32) bool { return false })
-	u32(uint32(len(lists)))
-	for _, l := range lists {
-		u32(uint32(len(l.Backends)))
-		for _, be := range l.Backends {
+	backends := func(list []string) error {
+		u32(uint32(len(list)))
+		for _, be := range list {
 			if len(be) > 0xffff {
 				return fmt.Errorf("backend URL of %d bytes", len(be))
 			}
 			binary.LittleEndian.PutUint16(num[:2], uint16(len(be)))
 			w.Write(num[:2])
 			w.WriteString(be)
+		}
+		return nil
+	}
+	lists := routes.Contents(func([]byte, uint32) bool { return false })
+	u32(uint32(len(lists)))
+	for _, l := range lists {
+		if err := backends(l.Backends); err != nil {
+			return err
+		}
+		if len(l.ALPN) > 0xffff {
+			return fmt.Errorf("%d ALPN pools", len(l.ALPN))
+		}
+		binary.LittleEndian.PutUint16(num[:2], uint16(len(l.ALPN)))
+		w.Write(num[:2])
+		for _, a := range l.ALPN {
+			if len(a.Protocol) > 0xff {
+				return fmt.Errorf("ALPN protocol of %d bytes", len(a.Protocol))
+			}
+			w.WriteByte(byte(len(a.Protocol)))
+			w.WriteString(a.Protocol)
+			if err := backends(a.Backends); err != nil {
+				return err
+			}
 		}
 	}
 	u32(uint32(routes.Len()))
@@ -295,6 +346,10 @@ func validRoute(name string, backends []string) bool {
 	if n, err := normalizeName(name); err != nil || n != name || len(backends) == 0 {
 		return false
 	}
+	return validBackends(backends)
+}
+
+func validBackends(backends []string) bool {
 	for _, b := range backends {
 		if _, err := balancer.ParseBackend(b); err != nil {
 			return false

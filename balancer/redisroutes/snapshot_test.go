@@ -1,6 +1,8 @@
 package redisroutes
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +29,19 @@ var snapRoutes = []balancer.RouteSpec{
 	{Name: "b.test", Backends: []string{"http://127.0.0.1:9001"}},
 	{Name: "*.c.test", Backends: []string{"http://127.0.0.1:9002", "tls://127.0.0.1:9443?weight=2"}},
 	{Name: "*", Backends: []string{"tls://127.0.0.1:9443"}},
+	{Name: "alpn.test", Backends: []string{"tls://127.0.0.1:9443"}, ALPN: []balancer.ALPNRoute{
+		{Protocol: "acme-tls/1", Backends: []string{"tls://127.0.0.1:9444"}},
+		{Protocol: "h2", Backends: []string{"tls://127.0.0.1:9445", "tls://127.0.0.1:9446"}},
+	}},
+}
+
+func sameRoutes(a, b []balancer.RouteSpec) bool {
+	return slices.EqualFunc(a, b, func(a, b balancer.RouteSpec) bool {
+		return a.Name == b.Name && slices.Equal(a.Backends, b.Backends) &&
+			slices.EqualFunc(a.ALPN, b.ALPN, func(x, y balancer.ALPNRoute) bool {
+				return x.Protocol == y.Protocol && slices.Equal(x.Backends, y.Backends)
+			})
+	})
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -39,14 +54,49 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil || skipped != 0 {
 		t.Fatalf("readSnapshot: %v, %d skipped", err, skipped)
 	}
-	if got.Digest() != set.Digest() || !slices.EqualFunc(got.Sorted(), set.Sorted(), func(a, b balancer.RouteSpec) bool {
-		return a.Name == b.Name && slices.Equal(a.Backends, b.Backends)
-	}) {
+	if got.Digest() != set.Digest() || !sameRoutes(got.Sorted(), set.Sorted()) {
 		t.Fatalf("read %v, wrote %v", got.Sorted(), set.Sorted())
 	}
+	if r, _ := got.Get("alpn.test"); len(r.ALPN) != 2 {
+		t.Errorf("alpn.test read back with ALPN pools %v", r.ALPN)
+	}
 	// Equal backend lists are stored once.
-	if n := len(got.Contents(func([]byte, uint32) bool { return false })); n != 3 {
-		t.Errorf("%d backend lists, want 3", n)
+	if n := len(got.Contents(func([]byte, uint32) bool { return false })); n != 4 {
+		t.Errorf("%d backend lists, want 4", n)
+	}
+}
+
+// TestSnapshotVersion2: files written before ALPN pools were kept (no ALPN
+// section after each list) are still read.
+func TestSnapshotVersion2(t *testing.T) {
+	var b []byte
+	u32 := func(v uint32) { b = binary.LittleEndian.AppendUint32(b, v) }
+	str16 := func(s string) { b = binary.LittleEndian.AppendUint16(b, uint16(len(s))); b = append(b, s...) }
+	b = append(b, snapshotMagic...)
+	u32(2)
+	b = binary.LittleEndian.AppendUint64(b, 0)
+	b = append(b, byte(len(SchemaHipache)))
+	b = append(b, SchemaHipache...)
+	u32(1) // one list
+	u32(1)
+	str16("http://127.0.0.1:9001")
+	u32(2) // two routes on it
+	for _, n := range []string{"a.test", "b.test"} {
+		b = append(b, byte(len(n)))
+		b = append(b, n...)
+		u32(0)
+	}
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	path := filepath.Join(t.TempDir(), "v2.snap")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, skipped, err := readSnapshot(path)
+	if err != nil || skipped != 0 || set.Len() != 2 {
+		t.Fatalf("readSnapshot: %v, %d skipped, %d routes", err, skipped, set.Len())
+	}
+	if r, ok := set.Get("b.test"); !ok || !slices.Equal(r.Backends, []string{"http://127.0.0.1:9001"}) {
+		t.Fatalf("b.test: %v", r)
 	}
 }
 
