@@ -210,16 +210,18 @@ func TestLoadAtStart(t *testing.T) {
 			name:   "sets",
 			schema: "sets",
 			seed: func(t *testing.T, c *redis.Client) {
-				sadd(t, c, "hostnames:app1.test:backends", "10.0.0.1", "10.0.0.2:8080", "[::1]:9000")
+				sadd(t, c, "hostnames:app1.test:backends", "10.0.0.1", "10.0.0.2:8080", "[::1]:9000",
+					"quic://10.0.0.3:443", "tls://10.0.0.4:8443?proxy=v2")
 				sadd(t, c, "hostnames:*.w.test:backends", "w.internal")
 				sadd(t, c, "hostnames:httpDefault:backends", "10.0.0.9")
 				sadd(t, c, "hostnames:httpsDefault:backends", "10.0.0.10:8443")
 				sadd(t, c, "hostnames:other", "10.0.0.1") // not a route key
 			},
 			want: map[string][]string{
-				"app1.test": {"http://10.0.0.1:80", "tls://10.0.0.1:443", "http://10.0.0.2:8080", "tls://10.0.0.2:8080", "http://[::1]:9000", "tls://[::1]:9000"},
-				"*.w.test":  {"http://w.internal:80", "tls://w.internal:443"},
-				"*":         {"http://10.0.0.9:80", "tls://10.0.0.10:8443"},
+				"app1.test": {"http://10.0.0.1:80", "tls://10.0.0.1:443", "http://10.0.0.2:8080", "tls://10.0.0.2:8080", "http://[::1]:9000", "tls://[::1]:9000",
+					"quic://10.0.0.3:443", "tls://10.0.0.4:8443?proxy=v2"},
+				"*.w.test": {"http://w.internal:80", "tls://w.internal:443"},
+				"*":        {"http://10.0.0.9:80", "tls://10.0.0.10:8443"},
 			},
 		},
 	}
@@ -825,7 +827,8 @@ func TestParseEntries(t *testing.T) {
 		{sets, "hostnames:a.test:backends", []string{"[::1]"}, entry{name: "a.test", backends: []string{"http://[::1]:80", "tls://[::1]:443"}}, true, ""},
 		{sets, "hostnames:httpDefault:backends", []string{"1.2.3.4"}, entry{name: "*", backends: []string{"http://1.2.3.4:80"}}, true, ""},
 		{sets, "hostnames:httpsDefault:backends", []string{"1.2.3.4:8443"}, entry{name: "*", backends: []string{"tls://1.2.3.4:8443"}}, true, ""},
-		{sets, "hostnames:a.test:backends", []string{"1.2.3.4:", "http://x:80", "a b"}, entry{}, false, "no valid backend"},
+		{sets, "hostnames:a.test:backends", []string{"quic://10.0.0.3:443"}, entry{name: "a.test", backends: []string{"quic://10.0.0.3:443"}}, true, ""},
+		{sets, "hostnames:a.test:backends", []string{"1.2.3.4:", "ftp://x:80", "a b"}, entry{}, false, "no valid backend"},
 		{sets, "hostnames:a.test:backends", []string{"1.2.3.4:99999"}, entry{}, false, "no valid backend"},
 	}
 	for _, tc := range tests {

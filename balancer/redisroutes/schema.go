@@ -224,6 +224,15 @@ func finish(e entry, bad []string, total int) (entry, string, bool) {
 // setsMember turns a stupid-proxy member ("host", "host:port", "[v6]:port")
 // into backend URLs: a bare host gets port 80 for http and 443 for tls.
 func setsMember(m string, withHTTP, withTLS bool) ([]string, error) {
+	if strings.Contains(m, "://") {
+		// A whole backend URL is taken as it is: the way to a quic://
+		// backend, a unix socket or URL options (weight, proxy) in this
+		// schema, whose bare host[:port] members mean http and tls.
+		if _, err := balancer.ParseBackend(m); err != nil {
+			return nil, fmt.Errorf("member %q: %w", m, err)
+		}
+		return []string{m}, nil
+	}
 	host, port, err := splitMember(m)
 	if err != nil {
 		return nil, fmt.Errorf("member %q: %w", m, err)
