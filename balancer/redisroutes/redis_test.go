@@ -608,6 +608,78 @@ func TestFleetHealth(t *testing.T) {
 	}
 }
 
+// TestFleetScanReplaysMessages holds the fleet scan of a resync after it
+// has read the dead keys, reports a backend down meanwhile, and checks that
+// the scan's older view (nothing down) does not undo the message.
+func TestFleetScanReplaysMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	reporter, rrec, _ := run(t, Options{URL: srv.URL()})
+	rrec.wait(t, map[string][]string{}, 3*time.Second)
+
+	events := make(chan healthEvent, 16)
+	s, err := New(Options{URL: srv.URL(), Resync: time.Hour,
+		OnFleetHealth: func(addr string, down bool) { events <- healthEvent{addr, down} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	release := make(chan struct{})
+	applied := make(chan struct{}, 16)
+	s.fleetScanned = func() {
+		scanned <- struct{}{}
+		<-release
+	}
+	s.fleetApplied = func() { applied <- struct{}{} }
+	rec := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, rec.publish)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		<-done
+		s.Close()
+	})
+	wait := func(c <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s within 5s", what)
+		}
+	}
+	wait(scanned, "fleet scan")
+	// The routes are published while the scan is held: it is off the
+	// critical path of the sync.
+	rec.wait(t, map[string][]string{}, 3*time.Second)
+	const addr = "10.0.0.7:8000"
+	if err := reporter.ReportHealth(context.Background(), addr, true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-events:
+		if got != (healthEvent{addr, true}) {
+			t.Fatalf("OnFleetHealth(%q, %v), want (%q, true)", got.addr, got.down, addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the health message was not applied while the scan was in flight")
+	}
+	close(release)
+	wait(applied, "scan result applied")
+	select {
+	case got := <-events:
+		t.Fatalf("the scan's stale view overrode the message: OnFleetHealth(%q, %v)", got.addr, got.down)
+	default:
+	}
+}
+
 func TestAddListRemove(t *testing.T) {
 	tests := []struct {
 		schema string
