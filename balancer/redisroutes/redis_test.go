@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -246,6 +247,81 @@ func TestLoadAtStart(t *testing.T) {
 
 // TestLiveChanges makes each change with a redis-cli process and expects
 // it published within a second.
+// failPipelines fails every pipeline after the first ok ones, as a
+// connection lost in the middle of a full sync would.
+type failPipelines struct {
+	ok  int
+	mu  sync.Mutex
+	n   int
+	err error
+}
+
+func (f *failPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (f *failPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f *failPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		f.mu.Lock()
+		f.n++
+		fail := f.n > f.ok
+		f.mu.Unlock()
+		if !fail {
+			return next(ctx, cmds)
+		}
+		for _, c := range cmds {
+			c.SetErr(f.err)
+		}
+		return f.err
+	}
+}
+
+// TestLoadAllReadError: a read that fails during a full sync of many pages
+// (read by several readers at once) ends it with that error, at once and
+// without leaving goroutines behind.
+func TestLoadAllReadError(t *testing.T) {
+	srv := redistest.Start(t)
+	seed := client(t, srv)
+	ctx := context.Background()
+	const n = 30_000
+	pipe := seed.Pipeline()
+	for i := range n {
+		pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.test", i), "h", "http://127.0.0.1:1")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []int{0, 1, 7} {
+		t.Run(fmt.Sprintf("after %d pipelines", ok), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			c := client(t, srv)
+			hook := &failPipelines{ok: ok, err: errors.New("connection lost")}
+			c.AddHook(hook)
+			done := make(chan error, 1)
+			go func() {
+				_, _, _, err := loadAll(ctx, c, hipache, 0, nil)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "connection lost") {
+					t.Fatalf("loadAll: %v, want the read error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("loadAll did not return after a read error")
+			}
+			// The scanner and the readers are gone (the client's own
+			// goroutines, if any, end with it).
+			c.Close()
+			deadline := time.Now().Add(2 * time.Second)
+			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if g := runtime.NumGoroutine(); g > before {
+				t.Errorf("%d goroutines after loadAll failed, %d before", g, before)
+			}
+		})
+	}
+}
+
 func TestLiveChanges(t *testing.T) {
 	srv := redistest.Start(t)
 	redistest.Require(t, "redis-cli")

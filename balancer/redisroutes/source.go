@@ -512,9 +512,10 @@ func mergeFlags(cur, need string) string {
 	return out
 }
 
-// fullSync reloads every route key and the fleet's health, then publishes
-// the routes if they changed (or deltas went out since the last full
-// publish). On error nothing is replaced.
+// fullSync reloads every route key, then publishes the routes if they
+// changed (or deltas went out since the last full publish). On error
+// nothing is replaced. The fleet's health is scanned beside it (scanFleet)
+// and applied by Run's loop when the scan ends.
 func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet)) error {
 	defer lowerGC()()
 	if s.opts.OnFleetHealth != nil {

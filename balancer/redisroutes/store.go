@@ -166,12 +166,12 @@ func (c *collector) key(key string, vals []string, rerr error) {
 }
 
 // add files one decoded key.
-func (c *collector) add(r keyResult) {
-	key, e := r.key, r.e
-	if r.problem != "" {
-		c.problems[key] = r.problem
+func (c *collector) add(kr keyResult) {
+	key, e := kr.key, kr.e
+	if kr.problem != "" {
+		c.problems[key] = kr.problem
 	}
-	if !r.ok || c.err != nil {
+	if !kr.ok || c.err != nil {
 		return
 	}
 	if m := c.multi[e.name]; m != nil || key != c.sc.key(e.name) {
@@ -229,7 +229,7 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 		return nil, nil, nil, err
 	}
 	col := newCollector(sc, sizeHint)
-	// One goroutine scans, readers pipelined reads of whole pages at once
+	// One goroutine scans, readers pipeline the reads of whole pages at once
 	// (Redis answers one connection's pipeline while the next is written or
 	// decoded on another), and this goroutine files the decoded pages: the
 	// collector is not safe for concurrent use. The first error cancels the
