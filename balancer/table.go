@@ -96,9 +96,13 @@ type routeSet struct {
 // records; wildcards and the catch-all are kept separately per scheme: an
 // http listener only sees routes that have http:// backends.
 type Table struct {
-	sets    [schemeLast + 1]routeSet // indexed by Scheme
-	exact   *nameIndex               // exact names -> index into recs
-	recs    []routeRec
+	sets  [schemeLast + 1]routeSet // indexed by Scheme
+	exact *nameIndex               // exact names -> index into recs
+	recs  []routeRec
+	// poolsOf[id] is recs[id].pools again, densely: Lookup reads only this
+	// (32 bytes a record instead of the whole routeRec), so a table of a
+	// million distinct routes spans a few times fewer pages and cache lines.
+	poolsOf [][schemeLast + 1]*Pool
 	special map[string]uint32 // wildcard names and "*" -> index into recs
 	// Changes made by Update on top of the above, so that an update does
 	// not copy them (nil: removed). exactOver has the exact names only and
@@ -216,6 +220,7 @@ func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 		rec := routeRec{spec: spec, pools: tb.b.pools(&spec, byScheme, tb.opts.RouteStats)}
 		id = uint32(len(tb.t.recs))
 		tb.t.recs = append(tb.t.recs, rec)
+		tb.t.poolsOf = append(tb.t.poolsOf, rec.pools)
 		if !c.Metrics {
 			tb.in.add(h, id)
 		}
@@ -308,6 +313,7 @@ func (tb *Builder) Table(defaultName string) (*Table, error) {
 		}
 	}
 	t.recs = slices.Clip(t.recs)
+	t.poolsOf = slices.Clip(t.poolsOf)
 	t.setDefault(def)
 	t.backends = tb.b.order
 	tb.t, tb.in = nil, nil
@@ -534,7 +540,7 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		}
 	}
 	if id, ok := t.exact.get(key); ok {
-		if p := t.recs[id].pools[s]; p != nil {
+		if p := t.poolsOf[id][s]; p != nil {
 			return p
 		}
 	}

@@ -60,3 +60,12 @@ func (b *inbox) take() (keys map[string]struct{}, health []string, overflow bool
 	b.keys, b.health, b.overflow = make(map[string]struct{}), nil, false
 	return keys, health, overflow
 }
+
+// takeHealth returns and clears the health messages received.
+func (b *inbox) takeHealth() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.health
+	b.health = nil
+	return h
+}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -248,6 +249,81 @@ func TestLoadAtStart(t *testing.T) {
 
 // TestLiveChanges makes each change with a redis-cli process and expects
 // it published within a second.
+// failPipelines fails every pipeline after the first ok ones, as a
+// connection lost in the middle of a full sync would.
+type failPipelines struct {
+	ok  int
+	mu  sync.Mutex
+	n   int
+	err error
+}
+
+func (f *failPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (f *failPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f *failPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		f.mu.Lock()
+		f.n++
+		fail := f.n > f.ok
+		f.mu.Unlock()
+		if !fail {
+			return next(ctx, cmds)
+		}
+		for _, c := range cmds {
+			c.SetErr(f.err)
+		}
+		return f.err
+	}
+}
+
+// TestLoadAllReadError: a read that fails during a full sync of many pages
+// (read by several readers at once) ends it with that error, at once and
+// without leaving goroutines behind.
+func TestLoadAllReadError(t *testing.T) {
+	srv := redistest.Start(t)
+	seed := client(t, srv)
+	ctx := context.Background()
+	const n = 30_000
+	pipe := seed.Pipeline()
+	for i := range n {
+		pipe.RPush(ctx, fmt.Sprintf("frontend:h%d.test", i), "h", "http://127.0.0.1:1")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []int{0, 1, 7} {
+		t.Run(fmt.Sprintf("after %d pipelines", ok), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			c := client(t, srv)
+			hook := &failPipelines{ok: ok, err: errors.New("connection lost")}
+			c.AddHook(hook)
+			done := make(chan error, 1)
+			go func() {
+				_, _, _, err := loadAll(ctx, c, hipache, 0, nil)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "connection lost") {
+					t.Fatalf("loadAll: %v, want the read error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("loadAll did not return after a read error")
+			}
+			// The scanner and the readers are gone (the client's own
+			// goroutines, if any, end with it).
+			c.Close()
+			deadline := time.Now().Add(2 * time.Second)
+			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if g := runtime.NumGoroutine(); g > before {
+				t.Errorf("%d goroutines after loadAll failed, %d before", g, before)
+			}
+		})
+	}
+}
+
 func TestLiveChanges(t *testing.T) {
 	srv := redistest.Start(t)
 	redistest.Require(t, "redis-cli")
@@ -607,6 +683,78 @@ func TestFleetHealth(t *testing.T) {
 		if err := reporter.ReportHealth(ctx, bad.addr, bad.down, bad.ttl); err == nil {
 			t.Errorf("ReportHealth(%q, %v, %v) accepted", bad.addr, bad.down, bad.ttl)
 		}
+	}
+}
+
+// TestFleetScanReplaysMessages holds the fleet scan of a resync after it
+// has read the dead keys, reports a backend down meanwhile, and checks that
+// the scan's older view (nothing down) does not undo the message.
+func TestFleetScanReplaysMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	reporter, rrec, _ := run(t, Options{URL: srv.URL()})
+	rrec.wait(t, map[string][]string{}, 3*time.Second)
+
+	events := make(chan healthEvent, 16)
+	s, err := New(Options{URL: srv.URL(), Resync: time.Hour,
+		OnFleetHealth: func(addr string, down bool) { events <- healthEvent{addr, down} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	release := make(chan struct{})
+	applied := make(chan struct{}, 16)
+	s.fleetScanned = func() {
+		scanned <- struct{}{}
+		<-release
+	}
+	s.fleetApplied = func() { applied <- struct{}{} }
+	rec := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, rec.publish)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		<-done
+		s.Close()
+	})
+	wait := func(c <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s within 5s", what)
+		}
+	}
+	wait(scanned, "fleet scan")
+	// The routes are published while the scan is held: it is off the
+	// critical path of the sync.
+	rec.wait(t, map[string][]string{}, 3*time.Second)
+	const addr = "10.0.0.7:8000"
+	if err := reporter.ReportHealth(context.Background(), addr, true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-events:
+		if got != (healthEvent{addr, true}) {
+			t.Fatalf("OnFleetHealth(%q, %v), want (%q, true)", got.addr, got.down, addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the health message was not applied while the scan was in flight")
+	}
+	close(release)
+	wait(applied, "scan result applied")
+	select {
+	case got := <-events:
+		t.Fatalf("the scan's stale view overrode the message: OnFleetHealth(%q, %v)", got.addr, got.down)
+	default:
 	}
 }
 

@@ -117,8 +117,30 @@ type Source struct {
 	havePublished bool
 	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
-	notifyLogged  bool
-	up            int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
+	// The fleet's dead keys are scanned beside the full sync, off its
+	// critical path. fleetRes receives the scan's result (made per
+	// session, capacity 1); fleetBusy tells a scan is in flight, fleetMsgs
+	// the addresses health messages set meanwhile: they are newer than the
+	// scan's view and win over it. in is the session's inbox.
+	fleetRes     chan fleetResult
+	fleetBusy    bool
+	fleetMsgs    map[string]bool
+	fleetWG      sync.WaitGroup
+	in           *inbox
+	notifyLogged bool
+	up           int8 // 0 unknown, 1 connected, -1 unavailable: logs state changes once
+
+	// Test hooks, nil outside tests: fleetScanned runs in the scan's
+	// goroutine once it has read the keys, fleetApplied on Run's goroutine
+	// once a scan's result is applied.
+	fleetScanned func()
+	fleetApplied func()
+}
+
+// fleetResult is what a scan of the fleet's dead keys found.
+type fleetResult struct {
+	down map[string]bool
+	err  error
 }
 
 // New builds the Redis client: a single server from URL, Sentinel when
@@ -294,6 +316,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
 	in := newInbox(s.sc)
+	s.in, s.fleetRes, s.fleetBusy, s.fleetMsgs = in, make(chan fleetResult, 1), false, nil
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -303,6 +326,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			ps.Close()
 		}
 		wg.Wait()
+		s.fleetWG.Wait()
 	}()
 	for i, n := range ns {
 		ps := n.PSubscribe(ctx)
@@ -347,6 +371,11 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 			return true, ctx.Err()
 		case err := <-errc:
 			return true, err
+		case r := <-s.fleetRes:
+			if r.err != nil {
+				return true, r.err
+			}
+			s.applyFleet(r.down)
 		case <-in.wake:
 			keys, health, overflow := in.take()
 			for _, payload := range health {
@@ -483,11 +512,15 @@ func mergeFlags(cur, need string) string {
 	return out
 }
 
-// fullSync reloads every route key and the fleet's health, then publishes
-// the routes if they changed (or deltas went out since the last full
-// publish). On error nothing is replaced.
+// fullSync reloads every route key, then publishes the routes if they
+// changed (or deltas went out since the last full publish). On error
+// nothing is replaced. The fleet's health is scanned beside it (scanFleet)
+// and applied by Run's loop when the scan ends.
 func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet)) error {
 	defer lowerGC()()
+	if s.opts.OnFleetHealth != nil {
+		s.scanFleet(ctx)
+	}
 	set, multi, problems, err := loadAll(ctx, s.client, s.sc, s.count, s.missingKeys)
 	if err != nil {
 		return err
@@ -498,11 +531,6 @@ func (s *Source) fullSync(ctx context.Context, publish func(*balancer.RouteSet))
 		}
 	}
 	s.problems, s.multi = problems, multi
-	if s.opts.OnFleetHealth != nil {
-		if err := s.syncFleet(ctx); err != nil {
-			return err
-		}
-	}
 	// Status first: a publish observer may look at it at once.
 	s.setStatus(func(st *Status) { st.Connected, st.LastSync, st.Skipped = true, time.Now(), len(problems) })
 	if s.havePublished && set.Len() == s.count && set.Digest() == s.view.DigestWith(s.over) {
@@ -761,22 +789,53 @@ func (s *Source) missingKeys(found func(name string) bool) []string {
 	return keys
 }
 
-// syncFleet reads the backends reported down (keys that expired mean up).
-func (s *Source) syncFleet(ctx context.Context) error {
-	ns, err := nodes(ctx, s.client)
-	if err != nil {
-		return err
+// scanFleet starts reading the backends reported down (keys that expired
+// mean up) unless a scan is in flight; Run's loop applies the result
+// (applyFleet). The health messages already received are applied first:
+// they are older than the scan.
+func (s *Source) scanFleet(ctx context.Context) {
+	if s.fleetBusy {
+		return
 	}
-	down := make(map[string]bool)
-	err = scanKeys(ctx, ns, deadPrefix+"*", func(keys []string) error {
-		for _, k := range keys {
-			down[strings.TrimPrefix(k, deadPrefix)] = true
+	for _, payload := range s.in.takeHealth() {
+		s.healthMessage(payload)
+	}
+	s.fleetBusy, s.fleetMsgs = true, make(map[string]bool)
+	res, hook := s.fleetRes, s.fleetScanned
+	s.fleetWG.Add(1)
+	go func() {
+		defer s.fleetWG.Done()
+		down := make(map[string]bool)
+		err := func() error {
+			ns, err := nodes(ctx, s.client)
+			if err != nil {
+				return err
+			}
+			return scanKeys(ctx, ns, deadPrefix+"*", func(keys []string) error {
+				for _, k := range keys {
+					down[strings.TrimPrefix(k, deadPrefix)] = true
+				}
+				return nil
+			})
+		}()
+		if hook != nil {
+			hook()
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		res <- fleetResult{down: down, err: err} // capacity 1, one scan at a time
+	}()
+}
+
+// applyFleet makes the result of a scan the fleet's state, except for the
+// addresses that messages set since the scan started.
+func (s *Source) applyFleet(down map[string]bool) {
+	for addr := range s.fleetMsgs {
+		if s.fleetDown[addr] {
+			down[addr] = true
+		} else {
+			delete(down, addr)
+		}
 	}
+	s.fleetBusy, s.fleetMsgs = false, nil
 	for addr := range down {
 		if !s.fleetDown[addr] {
 			s.opts.OnFleetHealth(addr, true)
@@ -788,7 +847,9 @@ func (s *Source) syncFleet(ctx context.Context) error {
 		}
 	}
 	s.fleetDown = down
-	return nil
+	if s.fleetApplied != nil {
+		s.fleetApplied()
+	}
 }
 
 func (s *Source) healthMessage(payload string) {
@@ -798,6 +859,9 @@ func (s *Source) healthMessage(payload string) {
 		return
 	}
 	down := verb == "down"
+	if s.fleetMsgs != nil {
+		s.fleetMsgs[addr] = true
+	}
 	if s.fleetDown[addr] == down {
 		return
 	}

@@ -20,6 +20,9 @@ var ErrNotFound = errors.New("not found")
 const (
 	scanCount = 1000 // SCAN COUNT hint
 	batchSize = 1000 // commands per pipeline
+	// readers is the number of pages of keys read at once during a full
+	// sync (redisload, 1M keys: see docs/design.md).
+	readers = 3
 )
 
 // nodes returns the clients that hold a share of the keyspace: every master
@@ -143,13 +146,32 @@ func newCollector(sc schema, sizeHint int) *collector {
 		multi: make(map[string]map[string][]string), problems: make(map[string]string)}
 }
 
+// keyResult is one key read and interpreted (see interpret): readers
+// decode in parallel, the collector only files the results.
+type keyResult struct {
+	key     string
+	e       entry
+	problem string
+	ok      bool
+}
+
+func decode(sc schema, key string, vals []string, rerr error) keyResult {
+	e, problem, ok, _ := interpret(sc, key, vals, rerr)
+	return keyResult{key: key, e: e, problem: problem, ok: ok}
+}
+
 // key takes the result of reading one key.
 func (c *collector) key(key string, vals []string, rerr error) {
-	e, problem, ok, _ := interpret(c.sc, key, vals, rerr)
-	if problem != "" {
-		c.problems[key] = problem
+	c.add(decode(c.sc, key, vals, rerr))
+}
+
+// add files one decoded key.
+func (c *collector) add(kr keyResult) {
+	key, e := kr.key, kr.e
+	if kr.problem != "" {
+		c.problems[key] = kr.problem
 	}
-	if !ok || c.err != nil {
+	if !kr.ok || c.err != nil {
 		return
 	}
 	if m := c.multi[e.name]; m != nil || key != c.sc.key(e.name) {
@@ -207,15 +229,28 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 		return nil, nil, nil, err
 	}
 	col := newCollector(sc, sizeHint)
-	// The next pages of keys are scanned while one is read: the SCAN round
-	// trips overlap the pipelined reads.
+	// One goroutine scans, readers pipeline the reads of whole pages at once
+	// (Redis answers one connection's pipeline while the next is written or
+	// decoded on another), and this goroutine files the decoded pages: the
+	// collector is not safe for concurrent use. The first error cancels the
+	// scan and the reads; the pages still queued drain unread.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pages := make(chan []string, 4)
-	scanned := make(chan error, 1)
+	var (
+		failOnce sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		failOnce.Do(func() {
+			firstErr = err
+			cancel()
+		})
+	}
+	pages := make(chan []string, 2*readers)
+	decoded := make(chan []keyResult, 2*readers)
 	go func() {
 		defer close(pages)
-		scanned <- scanKeys(sctx, ns, sc.scanPattern(), func(keys []string) error {
+		err := scanKeys(sctx, ns, sc.scanPattern(), func(keys []string) error {
 			select {
 			case pages <- keys:
 				return nil
@@ -223,18 +258,41 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 				return sctx.Err()
 			}
 		})
+		if err != nil {
+			fail(err)
+		}
 	}()
-	for keys := range pages {
-		if err == nil {
-			err = readKeys(ctx, c, sc, keys, col.key)
-			if err != nil {
-				cancel() // the scanner stops; pages drains
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for keys := range pages {
+				if sctx.Err() != nil {
+					continue
+				}
+				out := make([]keyResult, 0, len(keys))
+				if err := readKeys(sctx, c, sc, keys, func(key string, vals []string, rerr error) {
+					out = append(out, decode(sc, key, vals, rerr))
+				}); err != nil {
+					fail(err)
+					continue
+				}
+				decoded <- out
 			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(decoded)
+	}()
+	for page := range decoded {
+		for _, r := range page {
+			col.add(r)
 		}
 	}
-	if serr := <-scanned; err == nil {
-		err = serr
-	}
+	// decoded is closed: the scanner and readers are done, firstErr is set.
+	err = firstErr
 	if err == nil && recheck != nil {
 		if keys := recheck(col.found); len(keys) > 0 {
 			err = readKeys(ctx, c, sc, keys, col.key)
