@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -208,15 +209,23 @@ func TestReadStatSelf(t *testing.T) {
 	if st.ppid != os.Getppid() {
 		t.Errorf("ppid = %d, want %d", st.ppid, os.Getppid())
 	}
-	// Burn some CPU so that the CPU time must move, by about as much.
-	before := cpuTime(os.Getpid())
-	deadline := time.Now().Add(100 * time.Millisecond)
+	// Burn some CPU: cpuTime must move by what the kernel's rusage says the
+	// process used (its total is exact, whatever else runs meanwhile).
+	rusage := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	before, ruBefore := cpuTime(os.Getpid()), rusage()
 	x := 0
-	for time.Now().Before(deadline) {
+	for rusage()-ruBefore < 50*time.Millisecond {
 		x++
 	}
-	if after := cpuTime(os.Getpid()); after-before < 80*time.Millisecond {
-		t.Errorf("cpu time advanced by %v over a 100 ms busy loop: %v -> %v (%d)", after-before, before, after, x)
+	got, want := cpuTime(os.Getpid())-before, rusage()-ruBefore
+	if got < want*3/4 || got > want*5/4+10*time.Millisecond {
+		t.Errorf("cpu time advanced by %v while rusage says %v (%d loops)", got, want, x)
 	}
 	if kib, err := rssKiB(os.Getpid()); err != nil || kib <= 0 {
 		t.Errorf("rssKiB = %d, %v", kib, err)
