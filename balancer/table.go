@@ -97,7 +97,7 @@ type routeSet struct {
 // http listener only sees routes that have http:// backends.
 type Table struct {
 	sets  [schemeLast + 1]routeSet // indexed by Scheme
-	exact *nameIndex               // exact names -> index into recs
+	exact *lineIndex               // exact names -> index into recs
 	recs  []routeRec
 	// poolsOf[id] is recs[id].pools again, densely: Lookup reads only this
 	// (32 bytes a record instead of the whole routeRec), so a table of a
@@ -146,7 +146,7 @@ type Builder struct {
 // NewBuilder returns a Builder for about sizeHint routes. opts as for
 // NewTable.
 func NewBuilder(ctx context.Context, sizeHint int, opts TableOptions) *Builder {
-	t := &Table{exact: newNameIndex(sizeHint), special: make(map[string]uint32)}
+	t := &Table{exact: newLineIndex(sizeHint), special: make(map[string]uint32)}
 	for s := SchemeHTTP; s <= schemeLast; s++ {
 		t.sets[s] = routeSet{wild: make(map[string]*Pool)}
 	}
