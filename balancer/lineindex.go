@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // lineIndex maps names to uint32 ids like nameIndex, but for lookups
@@ -49,8 +50,15 @@ type lineEntry struct {
 const maxLineEntries = 1 << 32
 
 func newLineIndex(sizeHint int) *lineIndex {
-	return &lineIndex{seed: maphash.MakeSeed(), end: 1,
-		entries: make([]lineEntry, max(8, sizeHint+sizeHint/2+1))}
+	x := &lineIndex{seed: maphash.MakeSeed(), end: 1}
+	x.setEntries(max(8, sizeHint+sizeHint/2+1))
+	return x
+}
+
+// setEntries allocates an empty entry array of n entries.
+func (x *lineIndex) setEntries(n int) {
+	x.entries = make([]lineEntry, n)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(n)*unsafe.Sizeof(lineEntry{}))
 }
 
 func (x *lineIndex) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
@@ -207,7 +215,7 @@ func (x *lineIndex) store(name []byte) (uint32, error) {
 // grow doubles the entry array, keeping the insertion order.
 func (x *lineIndex) grow() {
 	old := x.entries
-	x.entries = make([]lineEntry, 2*len(old))
+	x.setEntries(2 * len(old))
 	n := len(x.entries)
 	for k, p := range x.order {
 		e := &old[p]
