@@ -23,7 +23,7 @@ func adviseHuge(p unsafe.Pointer, n uintptr) {
 	if end <= start {
 		return
 	}
-	b := unsafe.Slice((*byte)(unsafe.Pointer(start)), end-start)
+	b := unsafe.Slice((*byte)(unsafe.Add(p, start-uintptr(p))), end-start)
 	_ = syscall.Madvise(b, 14) // MADV_HUGEPAGE
 	_ = syscall.Madvise(b, 25) // MADV_COLLAPSE (Linux 6.1)
 }

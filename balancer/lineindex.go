@@ -11,53 +11,60 @@ import (
 // lineIndex maps names to uint32 ids like nameIndex, but for lookups
 // over names that are not in the CPU caches: each name has a 64-byte entry
 // (one cache line; the entry array of a large table is page-aligned) that
-// holds 32 bits of its hash, its id, its length and, up to lineInline
-// bytes, the name itself. An exact hit on a short name reads one cache
-// line in the common case (nameIndex: a slot, then the record it points
-// to). Longer names (rare: PaaS host names are 15-40 bytes) are stored in
-// byte chunks as in nameIndex, their entry holding the record's offset.
+// holds its id, its length and, up to lineInline bytes, the name itself;
+// a parallel array holds 32 bits of each name's hash (0: empty). A lookup
+// loads the tag and the entry of the name's home position, and the entry
+// after it, at once (their addresses depend only on the hash): an exact
+// hit on a short name costs one memory latency in the common case
+// (nameIndex: a slot, then the record it points to), and a miss scans the
+// tags, 16 to a cache line, without reading entries. Longer names (rare:
+// PaaS host names are 15-40 bytes) are stored in byte chunks as in
+// nameIndex, their entry holding the record's offset.
 //
 // Linear probing keeps a name's neighbours on the adjacent lines. The
-// entry array is sized from the hint at load 2/3 (not a power of two: a
-// position is the high half of hash*size) and doubles past load 3/4.
-// order lists the entries in insertion order, for each. No Go pointer
-// per name: the garbage collector scans none of it. An index is built by
-// one goroutine and then only read.
+// arrays are sized from the hint at load 2/3 (not a power of two: a
+// position is the high half of hash*size) and double past load 3/4; on
+// Linux they are advised onto transparent huge pages, so that random
+// lookups miss the TLB far less often. order lists the positions in
+// insertion order, for each. No Go pointer per name: the garbage
+// collector scans none of it. An index is built by one goroutine and then
+// only read.
 type lineIndex struct {
 	seed    maphash.Seed
+	tags    []uint32 // low 32 bits of the hash, 0 made 1; 0: empty
 	entries []lineEntry
-	order   []uint32 // entry positions in insertion order
+	order   []uint32 // positions in insertion order
 	chunks  [][]byte // records of long names: length byte, name
 	end     uint32   // offset of the next record; 0 is never used
 	n       int
 
 	sortOnce sync.Once // byName is built on first use (EachRoute)
-	byName   []uint32  // entry positions in name order
+	byName   []uint32  // positions in name order
 }
 
 // lineInline is how many name bytes an entry holds.
-const lineInline = 54
+const lineInline = 59
 
 type lineEntry struct {
-	tag  uint32 // low 32 bits of the hash
 	id   uint32
-	used uint8 // 1: holds a name
 	len  uint8 // name length; > lineInline: name[:4] is a record offset
 	name [lineInline]byte
 }
 
-// maxLineEntries bounds the entry array: positions are uint32.
+// maxLineEntries bounds the arrays: positions are uint32.
 const maxLineEntries = 1 << 32
 
 func newLineIndex(sizeHint int) *lineIndex {
 	x := &lineIndex{seed: maphash.MakeSeed(), end: 1}
-	x.setEntries(max(8, sizeHint+sizeHint/2+1))
+	x.setSize(max(8, sizeHint+sizeHint/2+1))
 	return x
 }
 
-// setEntries allocates an empty entry array of n entries.
-func (x *lineIndex) setEntries(n int) {
+// setSize allocates empty arrays of n positions.
+func (x *lineIndex) setSize(n int) {
+	x.tags = make([]uint32, n)
 	x.entries = make([]lineEntry, n)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(n)*4)
 	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(n)*unsafe.Sizeof(lineEntry{}))
 }
 
@@ -65,8 +72,16 @@ func (x *lineIndex) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name
 
 // home returns the first position to probe for hash h.
 func (x *lineIndex) home(h uint64) int {
-	hi, _ := bits.Mul64(h, uint64(len(x.entries)))
+	hi, _ := bits.Mul64(h, uint64(len(x.tags)))
 	return int(hi)
+}
+
+// tagOf returns the tag of hash h: its low 32 bits, never 0.
+func tagOf(h uint64) uint32 {
+	if t := uint32(h); t != 0 {
+		return t
+	}
+	return 1
 }
 
 // entryName returns the name held by e.
@@ -88,20 +103,39 @@ func (x *lineIndex) id(pos uint32) uint32 { return x.entries[pos].id }
 
 // find returns the position of name, or the empty one where it would go.
 func (x *lineIndex) find(name []byte, h uint64) (pos int, found bool) {
-	tag := uint32(h)
-	n := len(x.entries)
-	for i := x.home(h); ; {
-		e := &x.entries[i]
-		if e.used == 0 {
+	tag := tagOf(h)
+	n := len(x.tags)
+	home := x.home(h)
+	next := home + 1
+	if next == n {
+		next = 0
+	}
+	// The two entries are loaded before their tags are known to match,
+	// so that their cache misses overlap the tag's.
+	len0, len1 := x.entries[home].len, x.entries[next].len
+	for i := home; ; {
+		t := x.tags[i]
+		if t == 0 {
 			return i, false
 		}
-		if e.tag == tag && int(e.len) == len(name) {
-			if len(name) <= lineInline {
-				if string(e.name[:len(name)]) == string(name) {
+		if t == tag {
+			l := len0
+			switch i {
+			case home:
+			case next:
+				l = len1
+			default:
+				l = x.entries[i].len
+			}
+			if int(l) == len(name) {
+				e := &x.entries[i]
+				if len(name) <= lineInline {
+					if string(e.name[:len(name)]) == string(name) {
+						return i, true
+					}
+				} else if string(x.entryName(e)) == string(name) {
 					return i, true
 				}
-			} else if string(x.entryName(e)) == string(name) {
-				return i, true
 			}
 		}
 		if i++; i == n {
@@ -151,14 +185,14 @@ func (x *lineIndex) insert(name []byte, h uint64, i int, id uint32) error {
 	if len(name) > maxName {
 		return errNameTooLong
 	}
-	if (x.n+1)*4 > len(x.entries)*3 {
-		if 2*len(x.entries) > maxLineEntries {
+	if (x.n+1)*4 > len(x.tags)*3 {
+		if 2*len(x.tags) > maxLineEntries {
 			return errIndexFull
 		}
 		x.grow()
 		i, _ = x.find(name, h)
 	}
-	e := lineEntry{tag: uint32(h), id: id, used: 1, len: uint8(len(name))}
+	e := lineEntry{id: id, len: uint8(len(name))}
 	if len(name) <= lineInline {
 		copy(e.name[:], name)
 	} else {
@@ -168,6 +202,7 @@ func (x *lineIndex) insert(name []byte, h uint64, i int, id uint32) error {
 		}
 		binary.LittleEndian.PutUint32(e.name[:4], off)
 	}
+	x.tags[i] = tagOf(h)
 	x.entries[i] = e
 	x.order = append(x.order, uint32(i))
 	x.n++
@@ -212,19 +247,20 @@ func (x *lineIndex) store(name []byte) (uint32, error) {
 	return off, nil
 }
 
-// grow doubles the entry array, keeping the insertion order.
+// grow doubles the arrays, keeping the insertion order.
 func (x *lineIndex) grow() {
-	old := x.entries
-	x.setEntries(2 * len(old))
-	n := len(x.entries)
+	oldTags, old := x.tags, x.entries
+	x.setSize(2 * len(oldTags))
+	n := len(x.tags)
 	for k, p := range x.order {
 		e := &old[p]
 		i := x.home(x.hash(x.entryName(e)))
-		for x.entries[i].used != 0 {
+		for x.tags[i] != 0 {
 			if i++; i == n {
 				i = 0
 			}
 		}
+		x.tags[i] = oldTags[p]
 		x.entries[i] = *e
 		x.order[k] = uint32(i)
 	}
