@@ -8,8 +8,10 @@ package balancer_test
 //	go test ./balancer -run XXX -bench Scale                 # figures
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
@@ -82,6 +84,23 @@ func buildScale(tb testing.TB, n int) *scaleTable {
 		st.missing = append(st.missing, fmt.Appendf(nil, "h%d.missing.test", i))
 		w := (k % max(1, n/wildEvery)) * wildEvery
 		st.wild = append(st.wild, fmt.Appendf(nil, "app%d.w%d.scale.test", k, w))
+	}
+	// In a random order: in the order of the names (k*stride), the reads
+	// of an index that stores names or records in insertion order would
+	// follow a stride the hardware prefetches.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for k := lookupNames - 1; k > 0; k-- {
+		j := rng.IntN(k + 1)
+		st.exact[k], st.exact[j] = st.exact[j], st.exact[k]
+		st.missing[k], st.missing[j] = st.missing[j], st.missing[k]
+		st.wild[k], st.wild[j] = st.wild[j], st.wild[k]
+	}
+	// Copied in the new order, so that reading the names themselves (a Host
+	// header is read from a buffer in cache) follows them in memory.
+	for k := range lookupNames {
+		st.exact[k] = bytes.Clone(st.exact[k])
+		st.missing[k] = bytes.Clone(st.missing[k])
+		st.wild[k] = bytes.Clone(st.wild[k])
 	}
 	// The names must hit, miss and match as intended, or the figures mean
 	// nothing.

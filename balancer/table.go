@@ -97,7 +97,7 @@ type routeSet struct {
 // http listener only sees routes that have http:// backends.
 type Table struct {
 	sets  [schemeLast + 1]routeSet // indexed by Scheme
-	exact *nameIndex               // exact names -> index into recs
+	exact *lineIndex               // exact names -> index into recs
 	recs  []routeRec
 	// poolsOf[id] is recs[id].pools again, densely: Lookup reads only this
 	// (32 bytes a record instead of the whole routeRec), so a table of a
@@ -146,7 +146,7 @@ type Builder struct {
 // NewBuilder returns a Builder for about sizeHint routes. opts as for
 // NewTable.
 func NewBuilder(ctx context.Context, sizeHint int, opts TableOptions) *Builder {
-	t := &Table{exact: newNameIndex(sizeHint), special: make(map[string]uint32)}
+	t := &Table{exact: newLineIndex(sizeHint), special: make(map[string]uint32)}
 	for s := SchemeHTTP; s <= schemeLast; s++ {
 		t.sets[s] = routeSet{wild: make(map[string]*Pool)}
 	}
@@ -314,6 +314,9 @@ func (tb *Builder) Table(defaultName string) (*Table, error) {
 	}
 	t.recs = slices.Clip(t.recs)
 	t.poolsOf = slices.Clip(t.poolsOf)
+	// Lookup reads poolsOf at random, as the index: huge pages (Linux) spare
+	// a TLB miss on large tables.
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(t.poolsOf)), uintptr(cap(t.poolsOf))*unsafe.Sizeof(t.poolsOf[0]))
 	t.setDefault(def)
 	t.backends = tb.b.order
 	tb.t, tb.in = nil, nil

@@ -29,9 +29,9 @@ func (t *Table) EachRoute(fn func(r *RouteSpec) bool) {
 	slices.SortFunc(rest, func(a, b *RouteSpec) int { return strings.Compare(a.Name, b.Name) })
 	j := 0
 	var cur RouteSpec
-	for _, off := range t.exact.sorted() {
-		nb := t.exact.name(off)
-		// The chunks are never modified once written: a string over them is safe.
+	for _, pos := range t.exact.sorted() {
+		nb := t.exact.name(pos)
+		// The index is never modified once built: a string over its bytes is safe.
 		name := unsafe.String(unsafe.SliceData(nb), len(nb))
 		if _, changed := t.routesOver[name]; changed {
 			continue
@@ -41,7 +41,7 @@ func (t *Table) EachRoute(fn func(r *RouteSpec) bool) {
 				return
 			}
 		}
-		cur = t.recs[t.exact.id(off)].spec
+		cur = t.recs[t.exact.id(pos)].spec
 		cur.Name = name
 		if !fn(&cur) {
 			return
@@ -61,17 +61,12 @@ func named(name string, r *RouteSpec) *RouteSpec {
 	return &c
 }
 
-// sorted returns the offsets of every name in byte order, computed once.
-func (x *nameIndex) sorted() []uint32 {
+// sorted returns the positions of every name in byte order, computed once.
+func (x *lineIndex) sorted() []uint32 {
 	x.sortOnce.Do(func() {
-		offs := make([]uint32, 0, x.n)
-		for _, s := range x.slots {
-			if s != 0 {
-				offs = append(offs, uint32(s>>32))
-			}
-		}
-		slices.SortFunc(offs, func(a, b uint32) int { return bytes.Compare(x.name(a), x.name(b)) })
-		x.byName = offs
+		pos := slices.Clone(x.order)
+		slices.SortFunc(pos, func(a, b uint32) int { return bytes.Compare(x.name(a), x.name(b)) })
+		x.byName = pos
 	})
 	return x.byName
 }
