@@ -64,7 +64,9 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 		}
 		h.Status = h.Status*10 + int(c-'0')
 	}
-	if h.Status < 100 {
+	// The code is three digits, then the space before the reason (or the
+	// line's end): "1000" is not 100.
+	if h.Status < 100 || b[12] != ' ' && b[12] != '\r' {
 		return errResponse
 	}
 	h.Minor = int(b[7] - '0')
@@ -75,6 +77,11 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 	for i := 0; i < end; i++ {
 		if b[i] != '\n' {
 			continue
+		}
+		if b[i-1] != '\r' {
+			// A bare LF would end a line for some readers and not for
+			// others: where the head ends would depend on who reads it.
+			return errResponse
 		}
 		start := line
 		line = i + 1

@@ -41,6 +41,9 @@ func TestParseResponseHead(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789\r\n\r\n",
+		"HTTP/1.0 1000 OK\r\n\r\n",                   // a four-digit code is not 100
+		"HTTP/1.1 200 OK\r\nConnection: x\n\r\n\r\n", // a bare LF: the head's end depends on the reader
+		"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
 	}
 	for _, in := range bad {
 		var h ResponseHead
