@@ -202,42 +202,10 @@ func (x *lineIndex) insert(name []byte, h uint64, i int, id uint32) error {
 	return nil
 }
 
-// store appends a record of a long name to the chunks and returns its
-// offset, as nameIndex.store does (without the id).
+// store appends a record of a long name (length byte, name: no id, the
+// entry has it) to the chunks and returns its offset.
 func (x *lineIndex) store(name []byte) (uint32, error) {
-	need := uint32(1 + len(name))
-	k := x.end >> chunkBits
-	o := x.end & (chunkSize - 1)
-	if o+need > chunkSize {
-		k, o = k+1, 0
-	}
-	if uint64(k+1)<<chunkBits > maxIndexBytes {
-		return 0, errIndexFull
-	}
-	for int(k) >= len(x.chunks) {
-		x.chunks = append(x.chunks, nil)
-	}
-	c := x.chunks[k]
-	if int(o+need) > cap(c) {
-		n := chunkSize
-		if k == 0 {
-			n = max(256, 2*cap(c))
-			for n < int(o+need) {
-				n *= 2
-			}
-			n = min(n, chunkSize)
-		}
-		nc := make([]byte, o, n)
-		copy(nc, c)
-		c = nc
-	}
-	c = c[:o]
-	c = append(c, byte(len(name)))
-	c = append(c, name...)
-	x.chunks[k] = c
-	off := k<<chunkBits | o
-	x.end = off + need
-	return off, nil
+	return storeRecord(&x.chunks, &x.end, name, nil)
 }
 
 // grow doubles the arrays, keeping the insertion order.

@@ -139,23 +139,30 @@ func (x *nameIndex) insert(name []byte, h uint64, i int, id uint32) error {
 	return nil
 }
 
-// store appends a record to the chunks and returns its offset. A record
-// never straddles two chunks; the first chunk grows by doubling so that
-// small tables stay small.
+// store appends a record to the chunks and returns its offset.
 func (x *nameIndex) store(name []byte, id uint32) (uint32, error) {
-	need := uint32(1 + len(name) + 4)
-	k := x.end >> chunkBits
-	o := x.end & (chunkSize - 1)
+	var idb [4]byte
+	binary.LittleEndian.PutUint32(idb[:], id)
+	return storeRecord(&x.chunks, &x.end, name, idb[:])
+}
+
+// storeRecord appends a record (length byte, name, extra) to chunks at
+// *end and returns its offset. A record never straddles two chunks; the
+// first chunk grows by doubling so that small tables stay small.
+func storeRecord(chunks *[][]byte, end *uint32, name, extra []byte) (uint32, error) {
+	need := uint32(1 + len(name) + len(extra))
+	k := *end >> chunkBits
+	o := *end & (chunkSize - 1)
 	if o+need > chunkSize {
 		k, o = k+1, 0
 	}
 	if uint64(k+1)<<chunkBits > maxIndexBytes {
 		return 0, errIndexFull
 	}
-	for int(k) >= len(x.chunks) {
-		x.chunks = append(x.chunks, nil)
+	for int(k) >= len(*chunks) {
+		*chunks = append(*chunks, nil)
 	}
-	c := x.chunks[k]
+	c := (*chunks)[k]
 	if int(o+need) > cap(c) {
 		n := chunkSize
 		if k == 0 {
@@ -172,10 +179,10 @@ func (x *nameIndex) store(name []byte, id uint32) (uint32, error) {
 	c = c[:o]
 	c = append(c, byte(len(name)))
 	c = append(c, name...)
-	c = binary.LittleEndian.AppendUint32(c, id)
-	x.chunks[k] = c
+	c = append(c, extra...)
+	(*chunks)[k] = c
 	off := k<<chunkBits | o
-	x.end = off + need
+	*end = off + need
 	return off, nil
 }
 

@@ -123,6 +123,12 @@ func runWith(t *testing.T, opts Options, rec *recorder) (*Source, *recorder, *lo
 	if err != nil {
 		t.Fatal(err)
 	}
+	start(t, s, rec)
+	return s, rec, logs
+}
+
+// start runs s until the test ends.
+func start(t *testing.T, s *Source, rec *recorder) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -141,7 +147,6 @@ func runWith(t *testing.T, opts Options, rec *recorder) (*Source, *recorder, *lo
 			t.Error("publish was called concurrently")
 		}
 	})
-	return s, rec, logs
 }
 
 func client(t testing.TB, srv *redistest.Server) *redis.Client {
@@ -709,21 +714,13 @@ func TestFleetScanReplaysMessages(t *testing.T) {
 	}
 	s.fleetApplied = func() { applied <- struct{}{} }
 	rec := newRecorder()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Run(ctx, rec.publish)
-	}()
-	t.Cleanup(func() {
-		cancel()
+	start(t, s, rec)
+	t.Cleanup(func() { // runs first: a scan held in its hook must go on for Run to return
 		select {
 		case <-release:
 		default:
 			close(release)
 		}
-		<-done
-		s.Close()
 	})
 	wait := func(c <-chan struct{}, what string) {
 		t.Helper()
