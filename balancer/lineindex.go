@@ -162,16 +162,6 @@ func (x *lineIndex) put(name []byte, id uint32) error {
 	return x.insert(name, h, i, id)
 }
 
-// add adds name with id unless the index has it; added is false then.
-func (x *lineIndex) add(name []byte, id uint32) (added bool, err error) {
-	h := x.hash(name)
-	i, ok := x.find(name, h)
-	if ok {
-		return false, nil
-	}
-	return true, x.insert(name, h, i, id)
-}
-
 // insert adds name (at most maxName bytes), which the index does not have,
 // at position i (as find returned it).
 func (x *lineIndex) insert(name []byte, h uint64, i int, id uint32) error {

@@ -26,12 +26,17 @@ func TestLineIndex(t *testing.T) {
 			case 2:
 				name = strings.Repeat("z", maxName-len(name)) + name
 			}
-			added, err := x.add([]byte(name), uint32(i))
-			if err != nil || !added {
-				t.Fatalf("add %q: %v, %v", name, added, err)
+			// As the table's builder adds a name: find, then insert where find said.
+			h := x.hash([]byte(name))
+			pos, found := x.find([]byte(name), h)
+			if found {
+				t.Fatalf("%q found before it was added", name)
 			}
-			if added, _ := x.add([]byte(name), 1); added {
-				t.Fatalf("add %q twice: added", name)
+			if err := x.insert([]byte(name), h, pos, uint32(i)); err != nil {
+				t.Fatalf("insert %q: %v", name, err)
+			}
+			if _, found := x.find([]byte(name), h); !found {
+				t.Fatalf("%q not found once added", name)
 			}
 			want[name] = uint32(i)
 			order = append(order, name)

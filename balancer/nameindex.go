@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
-	"sync"
 	"unsafe"
 )
 
@@ -32,9 +31,6 @@ type nameIndex struct {
 	end    uint32   // offset of the next record; 0 is never used, so a slot is never 0
 	slots  []uint64 // offset<<32 | high 32 bits of the hash; 0: empty
 	n      int
-
-	sortOnce sync.Once // byName is built on first use (EachRoute)
-	byName   []uint32  // record offsets in name order
 }
 
 const (
@@ -111,16 +107,6 @@ func (x *nameIndex) put(name []byte, id uint32) error {
 		return nil
 	}
 	return x.insert(name, h, i, id)
-}
-
-// add adds name with id unless the index has it; added is false then.
-func (x *nameIndex) add(name []byte, id uint32) (added bool, err error) {
-	h := x.hash(name)
-	i, ok := x.find(name, h)
-	if ok {
-		return false, nil
-	}
-	return true, x.insert(name, h, i, id)
 }
 
 // insert adds name, which the index does not have, at slot i (as find
