@@ -171,7 +171,7 @@ func (l *loop) afterAnswers(c *conn) {
 	case h.switching:
 		l.reroute(c)
 	case h.closing && h.reject == nil && h.fr.AtBoundary() && len(h.carry) == 0 && !l.e.draining.Load() &&
-		(c.flags&fUnwatched == 0 && c.flags&fReadReady == 0 || c.flags&fUnwatched != 0 && !inputPending(c.fd)):
+		!sentMore(c):
 		// The client asked for the close and sent nothing after its
 		// request: close now, no lingering (nginx's lingering_close
 		// heuristic). The FIN follows the answer's last byte. A

@@ -115,20 +115,15 @@ func (l *loop) accept4(fd int) (int, netip.AddrPort, error) {
 	return int(nfd), rawAddrPort(&l.rsa), nil
 }
 
-// register adds c's socket to the poller, edge-triggered: a client for
-// reads only (EPOLLOUT is added on its first short write, so registering
-// raises no wake-up that only says "writable"), a connecting backend for
-// writes too (the connect completes with EPOLLOUT).
-func (l *loop) register(c *conn) error {
-	if err := l.stamp(c); err != nil {
+// register adds a connecting backend's socket to the poller,
+// edge-triggered, for writes too (the connect completes with EPOLLOUT).
+// Clients join later, and only when they must (watch).
+func (l *loop) register(bc *conn) error {
+	if err := l.stamp(bc); err != nil {
 		return err
 	}
-	ev := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
-	if c.kind == kindBackend {
-		ev |= unix.EPOLLOUT
-		c.flags |= fOutArmed
-	}
-	return l.epollCtl(unix.EPOLL_CTL_ADD, c, ev)
+	bc.flags |= fOutArmed
+	return l.epollCtl(unix.EPOLL_CTL_ADD, bc, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET|unix.EPOLLOUT)
 }
 
 // stamp gives c the generation its epoll token carries.
@@ -186,11 +181,15 @@ func wantsInput(c *conn) bool {
 		h.cutErr != nil || h.reject != nil
 }
 
-// inputPending asks the kernel whether client bytes are waiting (for a
-// client that was never watched, whose edges nobody saw).
-func inputPending(fd int) bool {
+// sentMore reports whether client c may have sent bytes that were not read:
+// a watched client says so by its edges (fReadReady); for one that was never
+// watched, whose edges nobody saw, the kernel is asked.
+func sentMore(c *conn) bool {
+	if c.flags&fUnwatched == 0 {
+		return c.flags&fReadReady != 0
+	}
 	var n int32
-	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
+	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(c.fd), unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
 	return e != 0 || n > 0
 }
 
