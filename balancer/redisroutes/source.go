@@ -119,11 +119,10 @@ type Source struct {
 	fleetDown     map[string]bool
 	// The fleet's dead keys are scanned beside the full sync, off its
 	// critical path. fleetRes receives the scan's result (made per
-	// session, capacity 1); fleetBusy tells a scan is in flight, fleetMsgs
-	// the addresses health messages set meanwhile: they are newer than the
-	// scan's view and win over it. in is the session's inbox.
+	// session, capacity 1). fleetMsgs is non-nil while a scan is in flight
+	// and holds the addresses health messages set meanwhile: they are newer
+	// than the scan's view and win over it. in is the session's inbox.
 	fleetRes     chan fleetResult
-	fleetBusy    bool
 	fleetMsgs    map[string]bool
 	fleetWG      sync.WaitGroup
 	in           *inbox
@@ -316,7 +315,7 @@ func (s *Source) session(ctx context.Context, publish func(*balancer.RouteSet)) 
 	// Subscribe before the full sync: a change made during the sync is then
 	// either in the sync or in an event after it.
 	in := newInbox(s.sc)
-	s.in, s.fleetRes, s.fleetBusy, s.fleetMsgs = in, make(chan fleetResult, 1), false, nil
+	s.in, s.fleetRes, s.fleetMsgs = in, make(chan fleetResult, 1), nil
 	errc := make(chan error, len(ns))
 	var wg sync.WaitGroup
 	var subs []*redis.PubSub
@@ -794,13 +793,13 @@ func (s *Source) missingKeys(found func(name string) bool) []string {
 // (applyFleet). The health messages already received are applied first:
 // they are older than the scan.
 func (s *Source) scanFleet(ctx context.Context) {
-	if s.fleetBusy {
+	if s.fleetMsgs != nil { // a scan is in flight
 		return
 	}
 	for _, payload := range s.in.takeHealth() {
 		s.healthMessage(payload)
 	}
-	s.fleetBusy, s.fleetMsgs = true, make(map[string]bool)
+	s.fleetMsgs = make(map[string]bool)
 	res, hook := s.fleetRes, s.fleetScanned
 	s.fleetWG.Add(1)
 	go func() {
@@ -835,7 +834,7 @@ func (s *Source) applyFleet(down map[string]bool) {
 			delete(down, addr)
 		}
 	}
-	s.fleetBusy, s.fleetMsgs = false, nil
+	s.fleetMsgs = nil
 	for addr := range down {
 		if !s.fleetDown[addr] {
 			s.opts.OnFleetHealth(addr, true)
