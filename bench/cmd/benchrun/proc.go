@@ -267,14 +267,17 @@ var clockTick = func() float64 {
 // Without schedstat (a kernel without CONFIG_SCHED_INFO) it falls back on
 // the ticks.
 func cpuTime(pid int) time.Duration {
-	var ns, ticks uint64
-	for _, id := range procTree(pid) {
-		if !haveSchedstat {
+	if !haveSchedstat {
+		var ticks uint64
+		for _, id := range procTree(pid) {
 			if st, err := readStat(id); err == nil {
 				ticks += st.utime + st.stime
 			}
-			continue
 		}
+		return time.Duration(float64(ticks) / clockTick * float64(time.Second))
+	}
+	var ns uint64
+	for _, id := range procTree(pid) {
 		dir := filepath.Join("/proc", strconv.Itoa(id), "task")
 		tasks, _ := os.ReadDir(dir) // none: the process has gone
 		for _, t := range tasks {
@@ -284,9 +287,6 @@ func cpuTime(pid int) time.Duration {
 				ns += v
 			}
 		}
-	}
-	if !haveSchedstat {
-		return time.Duration(float64(ticks) / clockTick * float64(time.Second))
 	}
 	return time.Duration(ns)
 }
