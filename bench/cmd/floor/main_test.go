@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/portier/portier/internal/testutil"
 )
 
 // TestFloorForwards: requests through the floor reach the backend and come
@@ -43,26 +45,12 @@ func TestFloorForwards(t *testing.T) {
 // bytes and the FIN; the floor must read on to the EOF and close the client,
 // not wait for an edge that never comes.
 func TestFloorPassesCloseWithAnswer(t *testing.T) {
-	be, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	go func() {
-		for {
-			c, err := be.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 512)
-				c.Read(buf) // the request
-				c.Write([]byte("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-				c.Close()
-			}()
-		}
-	}()
-	addr := startFloor(t, be.Addr().String())
+	be := testutil.RawBackend(t, func(c *net.TCPConn) {
+		buf := make([]byte, 512)
+		c.Read(buf) // the request
+		c.Write([]byte("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	}) // and closes at once
+	addr := startFloor(t, be)
 	for i := 0; i < 200; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
