@@ -170,6 +170,7 @@ func (rep *report) markdown() string {
 	w("The comparable figure is the **proxy's own CPU time per request** (per connection, per MiB): the run time of the proxy's processes' threads from `/proc/PID/task/TID/schedstat` (nanoseconds, not 10 ms ticks), ")
 	w("the difference over the run divided by the requests completed. Lower is better. ")
 	w("\"Proxy CPU\" is that CPU time as a share of one core over the run (100%% = the proxy was the bottleneck). ")
+	w("On a virtual machine the time the hypervisor takes from the proxy's CPU (steal) counts as run time of whatever was running: the per-round figures note rounds where it was 5%% or more. ")
 	w("Ratios are to HAProxy in the same run: above 1.00× is more for throughput and more cost for CPU per request. ")
 	w("**floor** is `bench/cmd/floor`, a minimal raw-epoll read → write forwarder (one thread, one backend connection per client, no parsing, no routing): ")
 	w("the least a proxy of this kind can cost on this kernel; \"CPU vs floor\" reads every proxy's cost against it.\n\n")
@@ -256,7 +257,13 @@ func (rep *report) markdown() string {
 			if rs := pr.rounds[sc.id]; len(rs) > 1 {
 				var f []string
 				for _, x := range rs {
-					f = append(f, fmt.Sprintf("%.1f", sc.cost(x)))
+					// The hypervisor's steal is charged to the task that was
+					// running: a round with much of it reads high.
+					if st := x.ProxyCPU.steal; st >= 0.05 {
+						f = append(f, fmt.Sprintf("%.1f (%.0f%% stolen)", sc.cost(x), 100*st))
+					} else {
+						f = append(f, fmt.Sprintf("%.1f", sc.cost(x)))
+					}
 				}
 				perRound = append(perRound, pr.def.name+" "+strings.Join(f, " / "))
 			}
