@@ -137,16 +137,36 @@ func (x *lineIndex) find(name []byte, h uint64) (pos int, found bool) {
 	}
 }
 
-// touch loads the home tag and entry of each name, as the find that adds
-// it will: independent loads, whose cache misses the CPU overlaps. It
-// returns nothing useful; the loads are what counts.
+// touch loads the lines that adding names (at most touchBatch, nearly all
+// new) will write: first the home tag of each, then the entry of the first
+// free position from there, found in the tags just loaded. The loads of
+// each pass are independent, so the CPU overlaps their cache misses
+// instead of taking one after another. It returns nothing useful; the
+// loads are what counts.
 func (x *lineIndex) touch(names []string) (sink uint32) {
-	for _, n := range names {
+	var pos [touchBatch]int
+	names = names[:min(len(names), touchBatch)]
+	for k, n := range names {
 		i := x.home(x.hash(bytesOf(n)))
-		sink += x.tags[i] + uint32(x.entries[i].len)
+		pos[k] = i
+		sink += x.tags[i]
+	}
+	last := len(x.tags) - 1
+	for k := range names {
+		i := pos[k]
+		for x.tags[i] != 0 {
+			if i == last {
+				i = -1
+			}
+			i++
+		}
+		sink += uint32(x.entries[i].len)
 	}
 	return sink
 }
+
+// touchBatch is the most names touch takes at once.
+const touchBatch = 16
 
 // get returns the id of name. Allocates nothing.
 func (x *lineIndex) get(name []byte) (uint32, bool) {

@@ -259,7 +259,7 @@ func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 }
 
 // addBatch is how many names AddSet touches ahead of adding them.
-const addBatch = 16
+const addBatch = touchBatch
 
 // AddSet adds every route of set that over does not name, then over's
 // routes (a nil value removes the name): a route source's routes with the
@@ -273,10 +273,10 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 		for i := range recOf {
 			recOf[i] = -1
 		}
-		// Names go in batches: the home lines of a whole batch are
-		// touched first, so that their cache misses overlap instead of
-		// costing one memory latency per name in turn (the set's names
-		// stay valid: it is immutable).
+		// Names go in batches: the lines each name of a batch will be
+		// written to are touched first, so that their cache misses
+		// overlap instead of costing one memory latency per name in turn
+		// (the set's names stay valid: it is immutable).
 		var names [addBatch]string
 		var cids [addBatch]uint32
 		k := 0
