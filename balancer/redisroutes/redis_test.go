@@ -1,12 +1,14 @@
 package redisroutes
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -1014,5 +1016,101 @@ func BenchmarkLoad(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestFleetScanAfterRoutes: the fleet's dead keys are scanned once the
+// routes are read, not beside them (SCAN walks every key whatever its
+// MATCH: beside the routes' scan it doubled Redis's work during the sync).
+// Redis's MONITOR shows the order in which the commands ran.
+func TestFleetScanAfterRoutes(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	const n = 3000 // several pages of SCAN COUNT 1000
+	pipe := c.Pipeline()
+	want := make(map[string][]string, n)
+	for i := range n {
+		name := fmt.Sprintf("h%d.fleet.test", i)
+		pipe.RPush(ctx, "frontend:"+name, name, "http://10.0.0.1:80")
+		want[name] = []string{"http://10.0.0.1:80"}
+	}
+	pipe.Set(ctx, deadPrefix+"10.0.0.9:80", "1", time.Minute)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mconn, err := net.Dial("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mconn.Close() })
+	mr := bufio.NewReader(mconn)
+	if _, err := mconn.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := mr.ReadString('\n'); err != nil || l != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", l, err)
+	}
+	mon := make(chan string, 16384)
+	go func() {
+		for {
+			l, err := mr.ReadString('\n')
+			if err != nil {
+				return
+			}
+			mon <- l
+		}
+	}()
+	down := make(chan string, 4)
+	s, err := New(Options{URL: srv.URL(), Resync: time.Hour,
+		OnFleetHealth: func(addr string, isDown bool) {
+			if isDown {
+				down <- addr
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	start(t, s, rec)
+	rec.wait(t, want, 10*time.Second)
+	select {
+	case addr := <-down:
+		if addr != "10.0.0.9:80" {
+			t.Fatalf("fleet down %q, want 10.0.0.9:80", addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fleet's dead key was not applied")
+	}
+	// MONITOR's lines arrive on their own connection: read up to a marker
+	// sent after everything else.
+	if err := c.Echo(ctx, "fleet-order-marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for marker := false; !marker; {
+		select {
+		case l := <-mon:
+			lines = append(lines, l)
+			marker = strings.Contains(l, "fleet-order-marker")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no marker from MONITOR after %d lines", len(lines))
+		}
+	}
+	lastRoutes, firstFleet := -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, `"frontend:*"`) || strings.Contains(l, `"lrange"`):
+			lastRoutes = i
+		case strings.Contains(l, `"portier:dead:*"`) && firstFleet < 0:
+			firstFleet = i
+		}
+	}
+	if lastRoutes < 0 || firstFleet < 0 {
+		t.Fatalf("MONITOR saw no route reads (%d) or no fleet scan (%d) in %d lines", lastRoutes, firstFleet, len(lines))
+	}
+	if firstFleet < lastRoutes {
+		t.Errorf("the fleet scan began at command %d, before the routes' reads ended at %d:\n%s\n%s",
+			firstFleet, lastRoutes, lines[firstFleet], lines[lastRoutes])
 	}
 }
