@@ -304,3 +304,134 @@ func TestAddSetMatchesNewTable(t *testing.T) {
 		checkEquiv(t, fmt.Sprintf("round %d", round), got, want, equivProbes(names))
 	}
 }
+
+// TestSharedSetMatchesReference: a table that shares a clean route set's
+// index (valid, normalised names, contents that build), with the file's
+// routes added before it, changes on top and an Update chain after,
+// routes, lists and counts like the reference built from the same routes
+// as a list.
+func TestSharedSetMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	opts := TableOptions{OnInvalid: func(string, error) {}}
+	good := equivBackends[:5]
+	shared := 0
+	for round := range 200 {
+		var names []string
+		for _, n := range equivNames(r) {
+			if norm, err := NormalizeRouteName(n); err == nil && norm == n && !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+		// The file's routes: names the set does not have, any backends.
+		nFile := r.IntN(4)
+		fileNames, setNames := names[:nFile], names[nFile:]
+		var list []RouteSpec
+		b := NewBuilder(context.Background(), len(names), opts)
+		for _, rt := range randomRoutes(r, fileNames, nFile) {
+			if slices.ContainsFunc(list, func(x RouteSpec) bool { return x.Name == rt.Name }) {
+				continue
+			}
+			list = append(list, rt)
+			if err := b.Add(rt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The set: some names set twice (the first content may be left
+		// with no name), good backends only.
+		rb := NewRouteSetBuilder(0)
+		var order []string
+		last := map[string]RouteSpec{}
+		for range 1 + r.IntN(40) {
+			rt := RouteSpec{Name: setNames[r.IntN(len(setNames))], Backends: good[r.IntN(len(good))], Balance: Algorithm(r.IntN(2))}
+			if _, seen := last[rt.Name]; !seen {
+				order = append(order, rt.Name)
+			}
+			last[rt.Name] = rt
+			if err := rb.Set(rt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set := rb.Done()
+		// Changes since the set was published (exact names): replaced,
+		// removed, new, some that cannot be built.
+		over := map[string]*RouteSpec{}
+		for range r.IntN(4) {
+			name := setNames[r.IntN(len(setNames))]
+			if isSpecial(name) {
+				continue
+			}
+			if r.IntN(3) == 0 {
+				over[name] = nil
+			} else {
+				rt := randomRoutes(r, []string{name}, 1)[0]
+				over[name] = &rt
+			}
+		}
+		for _, n := range order {
+			if _, changed := over[n]; !changed {
+				list = append(list, last[n])
+			}
+		}
+		for _, o := range over {
+			if o != nil {
+				list = append(list, *o)
+			}
+		}
+		if err := b.AddSet(set, over); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Table("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.exact == set.idx {
+			shared++
+		} else if set.idx.n > 0 {
+			t.Fatalf("round %d: the set's index was not shared", round)
+		}
+		want, err := newRefTable(context.Background(), list, "", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes := equivProbes(names)
+		checkEquiv(t, fmt.Sprintf("round %d", round), got, want, probes)
+		checkEachRoute(t, fmt.Sprintf("round %d", round), got)
+		for step := range 6 {
+			name := names[r.IntN(len(names))]
+			var upd []RouteSpec
+			var del []string
+			if r.IntN(3) == 0 {
+				del = []string{name}
+			} else {
+				upd = randomRoutes(r, []string{name}, 1)
+			}
+			g2, _, err1 := got.Update(context.Background(), upd, del, "", opts)
+			w2, _, err2 := want.Update(context.Background(), upd, del, "", opts)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("Update: %v, reference %v", err1, err2)
+			}
+			got, want = g2, w2
+			what := fmt.Sprintf("round %d, update %d", round, step)
+			checkEquiv(t, what, got, want, probes)
+			checkEachRoute(t, what, got)
+		}
+	}
+	if shared < 150 {
+		t.Fatalf("the index was shared in %d rounds of 200", shared)
+	}
+}
+
+// checkEachRoute compares EachRoute's walk with Routes.
+func checkEachRoute(t *testing.T, what string, tab *Table) {
+	t.Helper()
+	var walked []RouteSpec
+	tab.EachRoute(func(r *RouteSpec) bool {
+		c := *r
+		c.Backends = slices.Clone(r.Backends)
+		walked = append(walked, c)
+		return true
+	})
+	if want := tab.Routes(); !reflect.DeepEqual(walked, want) {
+		t.Fatalf("%s: EachRoute\n%v\nRoutes\n%v", what, walked, want)
+	}
+}
