@@ -71,22 +71,9 @@ func (x *lineIndex) setSize(n int) {
 // often. Not before: an index sized from a generous hint then only holds
 // the pages its names were written to.
 func (x *lineIndex) settle() {
-	x.shrink()
-	x.adviseHuge()
-}
-
-// shrink resizes arrays sized from a hint far above the names added.
-func (x *lineIndex) shrink() {
 	if fit := x.n + x.n/2 + 1; 4*fit < len(x.tags) {
 		x.resize(max(8, fit))
 	}
-}
-
-// adviseHuge puts the arrays onto transparent huge pages. A route set's
-// index gets it only when a table takes it (Builder.AddSet): the set that
-// a resync reads and drops, having found nothing new, then leaves no
-// huge-page advice behind on memory the Go heap reuses for small objects.
-func (x *lineIndex) adviseHuge() {
 	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(len(x.tags))*4)
 	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(len(x.entries))*unsafe.Sizeof(lineEntry{}))
 }

@@ -99,7 +99,7 @@ func (b *RouteSetBuilder) Len() int { return b.s.Len() }
 // Done returns the set; the builder must not be used any more.
 func (b *RouteSetBuilder) Done() *RouteSet {
 	s := b.s
-	s.idx.shrink()
+	s.idx.settle()
 	s.contents = slices.Clip(s.contents)
 	hs := make([]uint64, len(s.contents))
 	for i := range s.contents {

@@ -438,7 +438,6 @@ func (tb *Builder) share(set *RouteSet, over map[string]*RouteSpec) (bool, error
 		t.routesOver[n] = &t.recs[id]
 		return true
 	})
-	set.idx.adviseHuge() // once per set: a later call finds it collapsed
 	t.exact, t.baseOff, tb.shared = set.idx, off, true
 	for name, id := range set.special {
 		if _, changed := over[name]; changed {
