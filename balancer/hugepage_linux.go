@@ -10,12 +10,11 @@ import (
 const hugePage = 2 << 20
 
 // adviseHuge asks the kernel to back the 2 MiB-aligned interior of the n
-// bytes at p with transparent huge pages (madvise MADV_HUGEPAGE; with
-// collapse, MADV_COLLAPSE too, for pages already touched): a lookup at
-// random in a large index then misses the TLB far less often, and so does
-// building it. Errors are ignored (THP disabled, an older kernel): the
-// advice only changes speed.
-func adviseHuge(p unsafe.Pointer, n uintptr, collapse bool) {
+// bytes at p with transparent huge pages (madvise MADV_HUGEPAGE, then
+// MADV_COLLAPSE for pages already touched): a lookup at random in a large
+// index then misses the TLB far less often. Errors are ignored (THP
+// disabled, an older kernel): the advice only changes speed.
+func adviseHuge(p unsafe.Pointer, n uintptr) {
 	if n < 2*hugePage {
 		return
 	}
@@ -26,7 +25,5 @@ func adviseHuge(p unsafe.Pointer, n uintptr, collapse bool) {
 	}
 	b := unsafe.Slice((*byte)(unsafe.Add(p, start-uintptr(p))), end-start)
 	_ = syscall.Madvise(b, 14) // MADV_HUGEPAGE
-	if collapse {
-		_ = syscall.Madvise(b, 25) // MADV_COLLAPSE (Linux 6.1)
-	}
+	_ = syscall.Madvise(b, 25) // MADV_COLLAPSE (Linux 6.1)
 }

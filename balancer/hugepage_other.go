@@ -4,4 +4,4 @@ package balancer
 
 import "unsafe"
 
-func adviseHuge(p unsafe.Pointer, n uintptr, collapse bool) {}
+func adviseHuge(p unsafe.Pointer, n uintptr) {}

@@ -59,28 +59,23 @@ func newLineIndex(sizeHint int) *lineIndex {
 	return x
 }
 
-// setSize allocates empty arrays of n positions, advised onto transparent
-// huge pages (on Linux) as they are written: random inserts and lookups
-// then miss the TLB far less often.
+// setSize allocates empty arrays of n positions.
 func (x *lineIndex) setSize(n int) {
 	x.tags = make([]uint32, n)
 	x.entries = make([]lineEntry, n)
-	x.advise(false)
-}
-
-func (x *lineIndex) advise(collapse bool) {
-	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(len(x.tags))*4, collapse)
-	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(len(x.entries))*unsafe.Sizeof(lineEntry{}), collapse)
 }
 
 // settle ends the building of the index: arrays sized from a hint far
-// above the names added shrink to fit, and pages written before the advice
-// took are collapsed onto huge pages.
+// above the names added shrink to fit, and the arrays go onto transparent
+// huge pages (on Linux), so that random lookups miss the TLB far less
+// often. Not before: an index sized from a generous hint then only holds
+// the pages its names were written to.
 func (x *lineIndex) settle() {
 	if fit := x.n + x.n/2 + 1; 4*fit < len(x.tags) {
 		x.resize(max(8, fit))
 	}
-	x.advise(true)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(len(x.tags))*4)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(len(x.entries))*unsafe.Sizeof(lineEntry{}))
 }
 
 func (x *lineIndex) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }

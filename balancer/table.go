@@ -507,7 +507,7 @@ func (tb *Builder) Table(defaultName string) (*Table, error) {
 	t.poolsOf = slices.Clip(t.poolsOf)
 	// Lookup reads poolsOf at random, as the index: huge pages (Linux) spare
 	// a TLB miss on large tables.
-	adviseHuge(unsafe.Pointer(unsafe.SliceData(t.poolsOf)), uintptr(cap(t.poolsOf))*unsafe.Sizeof(t.poolsOf[0]), true)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(t.poolsOf)), uintptr(cap(t.poolsOf))*unsafe.Sizeof(t.poolsOf[0]))
 	t.setDefault(def)
 	t.backends = tb.b.order
 	tb.t, tb.in = nil, nil

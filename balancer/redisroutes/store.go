@@ -74,16 +74,15 @@ func scanKeys(ctx context.Context, ns []redis.UniversalClient, pattern string, f
 
 // maxKeyHint bounds the size hint keyCount gives: a route set is sized for
 // at most this many names up front (it grows past it), however many other
-// keys share the database. The arrays are on huge pages as they are
-// written, so a hint far above the routes found may cost the whole arrays
-// until the set is done (about 100 MB at this bound).
-const maxKeyHint = 1 << 20
+// keys share the database.
+const maxKeyHint = 1 << 24
 
 // keyCount returns the number of keys in the database (DBSIZE, summed over
 // a Cluster's masters), at most maxKeyHint, as a size hint for a first full
 // sync: a route set that grows by doubling leaves its earlier arrays behind
 // as garbage (1M routes: RSS after the load 207-239 B a route against 170).
-// The index shrinks to fit when done; 0 if Redis does not say.
+// A hint far above the routes found costs only the pages written to (the
+// index shrinks to fit when done); 0 if Redis does not say.
 func keyCount(ctx context.Context, ns []redis.UniversalClient) int {
 	total := 0
 	for _, n := range ns {
