@@ -95,7 +95,7 @@ func BenchmarkBuildFromSet1M(b *testing.B) {
 	set := rb.Done()
 	b.ReportAllocs()
 	for b.Loop() {
-		tb := NewBuilder(context.Background(), 0, TableOptions{})
+		tb := NewBuilder(context.Background(), set.Len(), TableOptions{})
 		if err := tb.AddSet(set, nil); err != nil {
 			b.Fatal(err)
 		}

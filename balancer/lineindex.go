@@ -8,23 +8,24 @@ import (
 	"unsafe"
 )
 
-// lineIndex maps names to uint32 ids for lookups over names that are not in
-// the CPU caches: each name has a 64-byte entry (one cache line; the entry
-// array of a large table is page-aligned) that holds its id, its length
-// and, up to lineInline bytes, the name itself; a parallel array holds 32
-// bits of each name's hash (0: empty). A lookup loads the tag and the entry
-// of the name's home position at once (both addresses depend only on the
-// hash): an exact hit on a short name at its home costs one memory
-// latency, and a miss scans the tags, 16 to a cache line, without reading
-// entries. Longer names (rare: PaaS host names are 15-40 bytes) are stored
-// in byte chunks (storeRecord), their entry holding the record's offset.
-// A route set's names and a table's exact names are both such an index,
-// and a table may share its set's (Builder.AddSet).
+// lineIndex maps names to uint32 ids like nameIndex, but for lookups
+// over names that are not in the CPU caches: each name has a 64-byte entry
+// (one cache line; the entry array of a large table is page-aligned) that
+// holds its id, its length and, up to lineInline bytes, the name itself;
+// a parallel array holds 32 bits of each name's hash (0: empty). A lookup
+// loads the tag and the entry of the name's home position at once (both
+// addresses depend only on the hash): an exact hit on a short name at its
+// home costs one memory latency
+// (nameIndex: a slot, then the record it points to), and a miss scans the
+// tags, 16 to a cache line, without reading entries. Longer names (rare:
+// PaaS host names are 15-40 bytes) are stored in byte chunks as in
+// nameIndex, their entry holding the record's offset.
 //
 // Linear probing keeps a name's neighbours on the adjacent lines. The
 // arrays are sized from the hint at load 2/3 (not a power of two: a
-// position is the high half of hash*size) and double past load 3/4; once
-// built (settle) they are advised onto transparent huge pages. order lists the positions in
+// position is the high half of hash*size) and double past load 3/4; on
+// Linux they are advised onto transparent huge pages, so that random
+// lookups miss the TLB far less often. order lists the positions in
 // insertion order, for each. No Go pointer per name: the garbage
 // collector scans none of it. An index is built by one goroutine and then
 // only read.
@@ -63,19 +64,8 @@ func newLineIndex(sizeHint int) *lineIndex {
 func (x *lineIndex) setSize(n int) {
 	x.tags = make([]uint32, n)
 	x.entries = make([]lineEntry, n)
-}
-
-// settle ends the building of the index: arrays sized from a hint far
-// above the names added shrink to fit, and the arrays go onto transparent
-// huge pages (on Linux), so that random lookups miss the TLB far less
-// often. Not before: an index sized from a generous hint then only holds
-// the pages its names were written to.
-func (x *lineIndex) settle() {
-	if fit := x.n + x.n/2 + 1; 4*fit < len(x.tags) {
-		x.resize(max(8, fit))
-	}
-	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(len(x.tags))*4)
-	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(len(x.entries))*unsafe.Sizeof(lineEntry{}))
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(n)*4)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(x.entries)), uintptr(n)*unsafe.Sizeof(lineEntry{}))
 }
 
 func (x *lineIndex) hash(name []byte) uint64 { return maphash.Bytes(x.seed, name) }
@@ -236,24 +226,13 @@ func (x *lineIndex) insert(name []byte, h uint64, i int, id uint32) error {
 // store appends a record of a long name (length byte, name: no id, the
 // entry has it) to the chunks and returns its offset.
 func (x *lineIndex) store(name []byte) (uint32, error) {
-	return storeRecord(&x.chunks, &x.end, name)
+	return storeRecord(&x.chunks, &x.end, name, nil)
 }
 
-// grow doubles the arrays.
-func (x *lineIndex) grow() { x.resize(2 * len(x.tags)) }
-
-// reserve makes room for n more names without growing on the way.
-func (x *lineIndex) reserve(n int) {
-	if want := x.n + n; want*4 > len(x.tags)*3 {
-		x.resize(want + want/2 + 1)
-	}
-}
-
-// resize moves every name to arrays of size positions, keeping the
-// insertion order.
-func (x *lineIndex) resize(size int) {
+// grow doubles the arrays, keeping the insertion order.
+func (x *lineIndex) grow() {
 	oldTags, old := x.tags, x.entries
-	x.setSize(size)
+	x.setSize(2 * len(oldTags))
 	n := len(x.tags)
 	for k, p := range x.order {
 		e := &old[p]

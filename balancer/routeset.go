@@ -9,18 +9,13 @@ import (
 )
 
 // RouteSet is a compact, immutable list of routes by name, as a route source
-// holds them before (and besides) the table built from them: exact names in
-// a lineIndex, wildcards and "*" in a small map, contents (everything but
-// the name) interned. It does not validate: names and backends are kept as
-// given. A table built from a set whose names are all valid and normalised
-// shares its index (Builder.AddSet) instead of indexing every name again.
+// holds them before (and besides) the table built from them: names in a
+// nameIndex, contents (everything but the name) interned. It does not
+// validate: names and backends are kept as given.
 type RouteSet struct {
-	idx      *lineIndex        // exact names -> content id
-	special  map[string]uint32 // wildcards and "*" -> content id
-	contents []RouteSpec       // Name empty; shared, never modified
+	idx      *nameIndex
+	contents []RouteSpec // Name empty; shared, never modified
 	digest   uint64
-	// normal: every name is as NormalizeRouteName returns it.
-	normal bool
 }
 
 // RouteSetBuilder fills a RouteSet. Set copies the name and keeps the
@@ -34,14 +29,14 @@ type RouteSetBuilder struct {
 
 // NewRouteSetBuilder returns a builder for about sizeHint routes.
 func NewRouteSetBuilder(sizeHint int) *RouteSetBuilder {
-	s := &RouteSet{idx: newLineIndex(sizeHint), special: make(map[string]uint32), normal: true}
+	s := &RouteSet{idx: newNameIndex(sizeHint)}
 	return &RouteSetBuilder{s: s, in: newInterner(func(id uint32) *RouteSpec { return &s.contents[id] })}
 }
 
 // Reserve makes room for n routes; it does nothing once a name is set.
 func (b *RouteSetBuilder) Reserve(n int) {
-	if b.s.Len() == 0 {
-		b.s.idx = newLineIndex(n)
+	if b.s.idx.n == 0 {
+		b.s.idx = newNameIndex(n)
 	}
 }
 
@@ -66,20 +61,8 @@ func (b *RouteSetBuilder) SetContent(name []byte, id uint32) error {
 	if len(name) > maxName {
 		return errNameTooLong
 	}
-	n := unsafe.String(unsafe.SliceData(name), len(name))
-	if b.s.normal {
-		norm, err := NormalizeRouteName(n)
-		b.s.normal = err == nil && norm == n
-	}
-	if isSpecial(n) {
-		b.s.special[strings.Clone(n)] = id
-		return nil
-	}
 	return b.s.idx.put(name, id)
 }
-
-// isSpecial reports whether a route name is a wildcard or "*".
-func isSpecial(name string) bool { return name == "*" || strings.HasPrefix(name, "*.") }
 
 // Set adds r, replacing an earlier route of the same name. See Content.
 func (b *RouteSetBuilder) Set(r RouteSpec) error {
@@ -99,13 +82,12 @@ func (b *RouteSetBuilder) Len() int { return b.s.Len() }
 // Done returns the set; the builder must not be used any more.
 func (b *RouteSetBuilder) Done() *RouteSet {
 	s := b.s
-	s.idx.settle()
 	s.contents = slices.Clip(s.contents)
 	hs := make([]uint64, len(s.contents))
 	for i := range s.contents {
 		hs[i] = contentHash(digestSeed, &s.contents[i])
 	}
-	s.eachID(func(name []byte, id uint32) bool {
+	s.idx.each(func(name []byte, id uint32) bool {
 		s.digest += routeDigest(name, hs[id])
 		return true
 	})
@@ -149,30 +131,24 @@ func (s *RouteSet) Len() int {
 	if s == nil {
 		return 0
 	}
-	return s.idx.n + len(s.special)
+	return s.idx.n
 }
 
 // Has reports whether the set holds a route named name.
 func (s *RouteSet) Has(name string) bool {
-	_, ok := s.id(name)
-	return ok
-}
-
-// id returns the content id of the route named name.
-func (s *RouteSet) id(name string) (uint32, bool) {
 	if s == nil {
-		return 0, false
+		return false
 	}
-	if isSpecial(name) {
-		id, ok := s.special[name]
-		return id, ok
-	}
-	return s.idx.getString(name)
+	_, ok := s.idx.getString(name)
+	return ok
 }
 
 // Get returns the route named name. Its Backends must not be modified.
 func (s *RouteSet) Get(name string) (RouteSpec, bool) {
-	id, ok := s.id(name)
+	if s == nil {
+		return RouteSpec{}, false
+	}
+	id, ok := s.idx.getString(name)
 	if !ok {
 		return RouteSpec{}, false
 	}
@@ -184,26 +160,10 @@ func (s *RouteSet) Get(name string) (RouteSpec, bool) {
 // each calls fn with every route's name (valid during the call only) and
 // content, in no particular order, until fn returns false.
 func (s *RouteSet) each(fn func(name []byte, content *RouteSpec) bool) {
-	s.eachID(func(name []byte, id uint32) bool { return fn(name, &s.contents[id]) })
-}
-
-// eachID calls fn with every route's name (valid during the call only) and
-// content id: the exact names in the order first set, then the others.
-func (s *RouteSet) eachID(fn func(name []byte, id uint32) bool) {
 	if s == nil {
 		return
 	}
-	ok := true
-	s.idx.each(func(name []byte, id uint32) bool {
-		ok = fn(name, id)
-		return ok
-	})
-	for name, id := range s.special {
-		if !ok {
-			return
-		}
-		ok = fn(bytesOf(name), id)
-	}
+	s.idx.each(func(name []byte, id uint32) bool { return fn(name, &s.contents[id]) })
 }
 
 // All yields every route, in no particular order. Backends are shared and
@@ -224,7 +184,7 @@ func (s *RouteSet) Contents(fn func(name []byte, id uint32) bool) []RouteSpec {
 	if s == nil {
 		return nil
 	}
-	s.eachID(fn)
+	s.idx.each(fn)
 	return s.contents
 }
 

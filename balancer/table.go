@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -92,19 +91,14 @@ type routeSet struct {
 	catchAll   *Pool // route "*"
 }
 
-// Table is an immutable routing snapshot. Exact names sit in a lineIndex
-// (one cache line a name) pointing at interned route records, possibly the
-// index of the route set the table was built from, shared; wildcards and
-// the catch-all are kept separately per scheme: an http listener only sees
-// routes that have http:// backends.
+// Table is an immutable routing snapshot. Exact names sit in a compact
+// index (names in byte chunks, 8-byte slots) pointing at interned route
+// records; wildcards and the catch-all are kept separately per scheme: an
+// http listener only sees routes that have http:// backends.
 type Table struct {
 	sets  [schemeLast + 1]routeSet // indexed by Scheme
-	exact *lineIndex               // exact names -> index into recs, less baseOff
-	// baseOff is added to the ids of exact: 0, or, when exact is a route
-	// set's index shared as is, the number of the records before the set's
-	// contents (see Builder.AddSet).
-	baseOff uint32
-	recs    []routeRec
+	exact *lineIndex               // exact names -> index into recs
+	recs  []routeRec
 	// poolsOf[id] is recs[id].pools again, densely: Lookup reads only this
 	// (32 bytes a record instead of the whole routeRec), so a table of a
 	// million distinct routes spans a few times fewer pages and cache lines.
@@ -147,9 +141,6 @@ type Builder struct {
 	// written holds the names added in another spelling than their
 	// normalised one (few), for the message about a later duplicate.
 	written map[string]string
-	// shared: t.exact is a route set's index, never written; exact names
-	// added since go into the overlays.
-	shared bool
 }
 
 // NewBuilder returns a Builder for about sizeHint routes. opts as for
@@ -191,16 +182,9 @@ func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 	var nameHash uint64
 	var pos int
 	dup := false
-	switch {
-	case special:
+	if special {
 		_, dup = tb.t.special[name]
-	case tb.shared:
-		if r, ok := tb.t.routesOver[name]; ok {
-			dup = r != nil // nil: hidden, free to take
-		} else {
-			_, dup = tb.t.exact.getString(name)
-		}
-	default:
+	} else {
 		nameHash = tb.t.exact.hash(bytesOf(name))
 		pos, dup = tb.t.exact.find(bytesOf(name), nameHash)
 	}
@@ -271,12 +255,6 @@ func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 		}
 		return nil
 	}
-	if tb.shared {
-		name = strings.Clone(name)
-		tb.t.exactOver[name] = rec
-		tb.t.routesOver[name] = rec
-		return nil
-	}
 	return tb.t.exact.insert(bytesOf(name), nameHash, pos, id)
 }
 
@@ -288,13 +266,7 @@ const addBatch = touchBatch
 // changes since they were published, without copying them.
 func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 	var err error
-	if shared, err := tb.share(set, over); err != nil || shared {
-		return err
-	}
 	if set != nil {
-		if !tb.shared {
-			tb.t.exact.reserve(set.Len())
-		}
 		// The set's contents are interned already: each is looked up in
 		// the table's once, not once per name.
 		recOf := make([]int32, len(set.contents))
@@ -317,7 +289,7 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 			}
 			k = 0
 		}
-		set.eachID(func(name []byte, cid uint32) bool {
+		set.idx.each(func(name []byte, cid uint32) bool {
 			n := unsafe.String(unsafe.SliceData(name), len(name))
 			if _, changed := over[n]; !changed {
 				names[k], cids[k] = n, cid
@@ -344,125 +316,6 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 	return nil
 }
 
-// share makes set's index of exact names the table's, as it is: records
-// for the set's contents come next in recs (a record's number is baseOff
-// plus the content's id), the names added before (the file's, few) move to
-// the overlays, and so do exact names added after. A build then costs per
-// distinct content, not per name, and the table holds no second index of
-// the names. It declines (false) unless every name of the set is valid and
-// normalised, none is in the table already, no content asks for metrics of
-// its own (such a route gets pools of its own per name) and every content
-// with a name builds: the per-name path reports and skips what is bad.
-// over's routes (exact names only) go into the overlays, as Update puts
-// its changes.
-func (tb *Builder) share(set *RouteSet, over map[string]*RouteSpec) (bool, error) {
-	t := tb.t
-	if set == nil || !set.normal || tb.shared || set.idx.n == 0 {
-		return false, nil
-	}
-	for name := range over {
-		if isSpecial(name) {
-			return false, nil
-		}
-	}
-	for i := range set.contents {
-		if set.contents[i].Metrics {
-			return false, nil
-		}
-	}
-	for name := range set.special {
-		if tb.Has(name) {
-			return false, nil
-		}
-	}
-	clash := false
-	t.exact.each(func(name []byte, _ uint32) bool {
-		_, clash = set.idx.get(name)
-		return !clash
-	})
-	if clash {
-		return false, nil
-	}
-	// A pool is named after the first route of its content, as on the
-	// per-name path; a content no name points to any more (or only names
-	// that over changes) gets no pools, nor health checks for its
-	// backends.
-	first := make([]string, len(set.contents))
-	left := len(first)
-	set.eachID(func(name []byte, id uint32) bool {
-		if _, changed := over[unsafe.String(unsafe.SliceData(name), len(name))]; !changed && first[id] == "" {
-			first[id] = string(name)
-			left--
-		}
-		return left > 0
-	})
-	byScheme := make([][schemeLast + 1][]*Backend, len(set.contents))
-	for i := range set.contents {
-		if first[i] == "" {
-			continue
-		}
-		spec := set.contents[i]
-		spec.Name = first[i]
-		var err error
-		if byScheme[i], err = tb.b.route(spec); err != nil {
-			return false, nil
-		}
-	}
-	if uint64(len(t.recs)) > math.MaxUint32-uint64(len(set.contents)) {
-		return false, nil
-	}
-	off := uint32(len(t.recs))
-	for i := range set.contents {
-		spec := set.contents[i]
-		rec := routeRec{spec: spec}
-		if first[i] != "" {
-			rec.spec.Name = first[i]
-			rec.spec.Backends = slices.Clone(spec.Backends)
-			rec.spec.ALPN = cloneALPN(spec.ALPN)
-			rec.pools = tb.b.pools(&rec.spec, byScheme[i], tb.opts.RouteStats)
-		}
-		t.recs = append(t.recs, rec)
-		t.poolsOf = append(t.poolsOf, rec.pools)
-	}
-	// The names added so far (the file's) become overlays: the set's
-	// index is shared and never written.
-	if t.exactOver == nil {
-		t.exactOver = make(map[string]*routeRec)
-	}
-	if t.routesOver == nil {
-		t.routesOver = make(map[string]*routeRec)
-	}
-	t.exact.each(func(name []byte, id uint32) bool {
-		n := string(name)
-		t.exactOver[n] = &t.recs[id]
-		t.routesOver[n] = &t.recs[id]
-		return true
-	})
-	t.exact, t.baseOff, tb.shared = set.idx, off, true
-	for name, id := range set.special {
-		if _, changed := over[name]; changed {
-			continue
-		}
-		known := int32(off + id)
-		if err := tb.add(name, &set.contents[id], &known); err != nil {
-			return true, err
-		}
-	}
-	for name, r := range over {
-		if _, inSet := set.idx.getString(name); inSet {
-			// Hidden first: the change replaces the set's route, or
-			// removes it if it is nil or cannot be built.
-			t.exactOver[name], t.routesOver[name] = nil, nil
-		}
-		if r != nil {
-			if err := tb.Add(*r); err != nil {
-				return true, err
-			}
-		}
-	}
-	return true, nil
-}
-
 // Has reports whether a route with the normalised name was added.
 func (tb *Builder) Has(name string) bool { return tb.t.has(name) }
 
@@ -482,25 +335,6 @@ func (tb *Builder) Table(defaultName string) (*Table, error) {
 			}
 		} else {
 			def = name
-		}
-	}
-	if !tb.shared {
-		t.exact.settle()
-	}
-	if tb.shared {
-		// An overlay adds a name the shared index does not hold, or hides
-		// one it does.
-		t.nRoutes = t.exact.n + len(t.special)
-		for name, r := range t.routesOver {
-			switch _, inSet := t.exact.getString(name); {
-			case r != nil && !inSet:
-				t.nRoutes++
-			case r == nil && inSet:
-				t.nRoutes--
-			}
-		}
-		if len(t.routesOver) == 0 {
-			t.exactOver, t.routesOver = nil, nil
 		}
 	}
 	t.recs = slices.Clip(t.recs)
@@ -555,7 +389,7 @@ func (t *Table) setDefault(def string) {
 					set.def = r.pools[s]
 				}
 			} else if id, ok := t.exact.getString(def); ok {
-				set.def = t.recs[t.baseOff+id].pools[s]
+				set.def = t.recs[id].pools[s]
 			} else {
 				set.def = nil
 			}
@@ -734,7 +568,7 @@ func (t *Table) Lookup(s Scheme, name []byte) *Pool {
 		}
 	}
 	if id, ok := t.exact.get(key); ok {
-		if p := t.poolsOf[t.baseOff+id][s]; p != nil {
+		if p := t.poolsOf[id][s]; p != nil {
 			return p
 		}
 	}
@@ -832,7 +666,7 @@ func (t *Table) Routes() []RouteSpec {
 		out = append(out, spec)
 	}
 	t.exact.each(func(name []byte, id uint32) bool {
-		add(string(name), &t.recs[t.baseOff+id].spec)
+		add(string(name), &t.recs[id].spec)
 		return true
 	})
 	for name, id := range t.special {

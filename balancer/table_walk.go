@@ -41,7 +41,7 @@ func (t *Table) EachRoute(fn func(r *RouteSpec) bool) {
 				return
 			}
 		}
-		cur = t.recs[t.baseOff+t.exact.id(pos)].spec
+		cur = t.recs[t.exact.id(pos)].spec
 		cur.Name = name
 		if !fn(&cur) {
 			return

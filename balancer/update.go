@@ -55,7 +55,7 @@ func (t *Table) Update(ctx context.Context, set []RouteSpec, del []string, defau
 
 	// The new table shares t's index, records and wildcard maps and copies
 	// only the overlays of changes (compacted by the next NewTable).
-	nt = &Table{exact: t.exact, baseOff: t.baseOff, recs: t.recs, poolsOf: t.poolsOf, special: t.special, backends: t.backends, nRoutes: t.Len(),
+	nt = &Table{exact: t.exact, recs: t.recs, poolsOf: t.poolsOf, special: t.special, backends: t.backends, nRoutes: t.Len(),
 		exactOver: maps.Clone(t.exactOver), routesOver: maps.Clone(t.routesOver),
 		extraBackends: slices.Clip(t.extraBackends)}
 	if nt.routesOver == nil {

@@ -72,29 +72,6 @@ func scanKeys(ctx context.Context, ns []redis.UniversalClient, pattern string, f
 	return nil
 }
 
-// maxKeyHint bounds the size hint keyCount gives: a route set is sized for
-// at most this many names up front (it grows past it), however many other
-// keys share the database.
-const maxKeyHint = 1 << 24
-
-// keyCount returns the number of keys in the database (DBSIZE, summed over
-// a Cluster's masters), at most maxKeyHint, as a size hint for a first full
-// sync: a route set that grows by doubling leaves its earlier arrays behind
-// as garbage (1M routes: RSS after the load 207-239 B a route against 170).
-// A hint far above the routes found costs only the pages written to (the
-// index shrinks to fit when done); 0 if Redis does not say.
-func keyCount(ctx context.Context, ns []redis.UniversalClient) int {
-	total := 0
-	for _, n := range ns {
-		k, err := n.DBSize(ctx).Result()
-		if err != nil {
-			return 0
-		}
-		total += int(k)
-	}
-	return min(total, maxKeyHint)
-}
-
 // isReplyError tells a reply of the server about one key (WRONGTYPE) from a
 // failure to talk to it.
 func isReplyError(err error) bool {
@@ -250,9 +227,6 @@ func loadAll(ctx context.Context, c redis.UniversalClient, sc schema, sizeHint i
 	ns, err := nodes(ctx, c)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if sizeHint == 0 {
-		sizeHint = keyCount(ctx, ns)
 	}
 	col := newCollector(sc, sizeHint)
 	// One goroutine scans, readers pipeline the reads of whole pages at once

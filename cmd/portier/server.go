@@ -132,9 +132,7 @@ func (s *server) buildWithRedis(cfg *config.Config, strict bool) (*balancer.Tabl
 			skip(route, err)
 		}
 	}
-	// Sized for the file's routes: AddSet shares the Redis set's index of
-	// names, or makes room for them if it cannot.
-	b := balancer.NewBuilder(ctx, len(cfg.Routes)+len(s.redisDelta), opts)
+	b := balancer.NewBuilder(ctx, len(cfg.Routes)+s.redisRoutes.Len(), opts)
 	for _, r := range cfg.Routes {
 		if !inRedis(r.Name) {
 			if err := b.Add(r); err != nil {

@@ -464,11 +464,7 @@ func lookups(res *results, snap string) error {
 		return fmt.Errorf("read snapshot: %v (%d skipped)", err, skipped)
 	}
 	res.snapshotRead = time.Since(start)
-	// As portier builds it: the file's route first, then the set.
-	b := balancer.NewBuilder(context.Background(), 1, balancer.TableOptions{})
-	if err := b.Add(balancer.RouteSpec{Name: "static.load.test", Backends: []string{"http://127.0.0.1:1"}}); err != nil {
-		return err
-	}
+	b := balancer.NewBuilder(context.Background(), set.Len(), balancer.TableOptions{})
 	if err := b.AddSet(set, nil); err != nil {
 		return err
 	}
