@@ -46,15 +46,13 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 	// IndexByte below are vectorised: a byte-at-a-time scan was most of
 	// this function's cost under keep-alive load.)
 	end := bytes.Index(b[:min(len(b), maxHead+3)], []byte("\r\n\r\n"))
-	if end >= 0 {
-		end += 4
-	}
 	if end < 0 {
 		if len(b) >= maxHead {
 			return errResponse
 		}
 		return ErrNeedMore
 	}
+	end += 4
 	*h = ResponseHead{HeadLen: end}
 	// "HTTP/1.x NNN"
 	if end < 14 || string(b[:7]) != "HTTP/1." || b[7] < '0' || b[7] > '9' || b[8] != ' ' {
@@ -92,10 +90,7 @@ func ParseResponseHead(b []byte, maxHead int, h *ResponseHead) error {
 		if start == 0 {
 			continue // the status line
 		}
-		f := b[start:i]
-		if len(f) > 0 && f[len(f)-1] == '\r' {
-			f = f[:len(f)-1]
-		}
+		f := b[start : i-1] // every line ends in CRLF (checked above)
 		colon := bytes.IndexByte(f, ':')
 		if colon <= 0 {
 			continue // the final empty line, or a line we need not understand
