@@ -151,21 +151,20 @@ func (x *lineIndex) touch(names []string) (sink uint32) {
 		pos[k] = i
 		sink += x.tags[i]
 	}
-	last := len(x.tags) - 1
+	n := len(x.tags)
 	for k := range names {
 		i := pos[k]
 		for x.tags[i] != 0 {
-			if i == last {
-				i = -1
+			if i++; i == n {
+				i = 0
 			}
-			i++
 		}
 		sink += uint32(x.entries[i].len)
 	}
 	return sink
 }
 
-// touchBatch is the most names touch takes at once.
+// touchBatch is the most names touch takes at once (AddSet's batch).
 const touchBatch = 16
 
 // get returns the id of name. Allocates nothing.

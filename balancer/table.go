@@ -258,9 +258,6 @@ func (tb *Builder) add(written string, c *RouteSpec, known *int32) error {
 	return tb.t.exact.insert(bytesOf(name), nameHash, pos, id)
 }
 
-// addBatch is how many names AddSet touches ahead of adding them.
-const addBatch = touchBatch
-
 // AddSet adds every route of set that over does not name, then over's
 // routes (a nil value removes the name): a route source's routes with the
 // changes since they were published, without copying them.
@@ -277,8 +274,8 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 		// written to are touched first, so that their cache misses
 		// overlap instead of costing one memory latency per name in turn
 		// (the set's names stay valid: it is immutable).
-		var names [addBatch]string
-		var cids [addBatch]uint32
+		var names [touchBatch]string
+		var cids [touchBatch]uint32
 		k := 0
 		flush := func() {
 			tb.t.exact.touch(names[:k])
@@ -293,7 +290,7 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 			n := unsafe.String(unsafe.SliceData(name), len(name))
 			if _, changed := over[n]; !changed {
 				names[k], cids[k] = n, cid
-				if k++; k == addBatch {
+				if k++; k == touchBatch {
 					flush()
 				}
 			}
