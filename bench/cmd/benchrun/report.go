@@ -257,13 +257,13 @@ func (rep *report) markdown() string {
 			if rs := pr.rounds[sc.id]; len(rs) > 1 {
 				var f []string
 				for _, x := range rs {
+					v := fmt.Sprintf("%.1f", sc.cost(x))
 					// The hypervisor's steal is charged to the task that was
 					// running: a round with much of it reads high.
 					if st := x.ProxyCPU.steal; st >= 0.05 {
-						f = append(f, fmt.Sprintf("%.1f (%.0f%% stolen)", sc.cost(x), 100*st))
-					} else {
-						f = append(f, fmt.Sprintf("%.1f", sc.cost(x)))
+						v += fmt.Sprintf(" (%.0f%% stolen)", 100*st)
 					}
+					f = append(f, v)
 				}
 				perRound = append(perRound, pr.def.name+" "+strings.Join(f, " / "))
 			}
