@@ -1062,17 +1062,12 @@ func TestFleetScanAfterRoutes(t *testing.T) {
 		}
 	}()
 	down := make(chan string, 4)
-	s, err := New(Options{URL: srv.URL(), Resync: time.Hour,
+	_, rec, _ := run(t, Options{URL: srv.URL(), Resync: time.Hour,
 		OnFleetHealth: func(addr string, isDown bool) {
 			if isDown {
 				down <- addr
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecorder()
-	start(t, s, rec)
 	rec.wait(t, want, 10*time.Second)
 	select {
 	case addr := <-down:
