@@ -235,13 +235,23 @@ func TestSourceClientQUICNetns(t *testing.T) {
 	if fail != nil {
 		t.Fatal(fail)
 	}
-	mu.Lock()
-	fromClient, total := rawSources[testutil.TPClient4], 0
-	for _, c := range rawSources {
-		total += c
+	// The last flow's answer can overtake its own later datagrams on their way
+	// to the raw backend's reader, so the count is awaited; a lost datagram
+	// still fails after the deadline.
+	want := n * len(flight)
+	counts := func() (fromClient, total int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range rawSources {
+			total += c
+		}
+		return rawSources[testutil.TPClient4], total
 	}
-	mu.Unlock()
-	if want := n * len(flight); fromClient != want || total != want {
+	fromClient, total := counts()
+	for deadline := time.Now().Add(5 * time.Second); total < want && time.Now().Before(deadline); fromClient, total = counts() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fromClient != want || total != want {
 		t.Errorf("raw backend got %d datagrams from the client's %s of %d, want all %d", fromClient, testutil.TPClient4, total, want)
 	}
 	after := fds()
