@@ -4,21 +4,40 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bulk opaque forwarding (TLS passthrough, tunnels): once a read of a
-// direction is large, its bytes go socket -> pipe -> socket with splice(2)
-// and never through user space (docs/design.md has the measurements, and
-// the rejected alternative of filling reads before writing). The loop's one
-// pipe is empty between calls: what the destination cannot take is read out
-// of it into the destination's pend, the same flow control as for a short
-// write.
+// Bulk forwarding: once a read of a direction is large, the bytes that need
+// not be looked at go socket -> pipe -> socket with splice(2) and never
+// through user space: everything on opaque connections (TLS passthrough,
+// tunnels), and on http listeners the rest of an answer's body that its
+// framer need not see (docs/design.md has the measurements, and the rejected
+// alternative of filling reads before writing). The loop's one pipe is empty
+// between calls: what the destination cannot take is read out of it into the
+// destination's pend, the same flow control as for a short write.
 
 // bulkMin: a read this large marks its direction as bulk; a smaller one
 // (say the next small request of a kept-alive connection) ends that.
 const bulkMin = 8 << 10
 
-// spliceIn moves up to a buffer's worth from src into the loop's pipe; its
-// results read like read(2)'s. ok is false when no pipe can be had.
-func (l *loop) spliceIn(src *conn) (n int, err error, ok bool) {
+// spliceable returns how many of src's next bytes, at most max, may bypass
+// user space on their way to dst: all of them when neither side is http; of
+// an http backend's answer, the body bytes the client's framer need not see
+// (a Content-Length body's rest or a chunk's data; heads and chunk lines are
+// read, since they are followed and may be rewritten). Request bodies are
+// not spliced: the upload direction is read.
+func spliceable(src, dst *conn, max int) int {
+	if src.h == nil && dst.h == nil {
+		return max
+	}
+	h := dst.h
+	if src.kind != kindBackend || h == nil || h.lost || !h.inBody || len(h.rcarry) > 0 ||
+		h.mode != httpFraming && h.mode != httpStopped {
+		return 0
+	}
+	return int(min(h.rfr.Unseen(), int64(max)))
+}
+
+// spliceIn moves up to max bytes from src into the loop's pipe; its results
+// read like read(2)'s. ok is false when no pipe can be had.
+func (l *loop) spliceIn(src *conn, max int) (n int, err error, ok bool) {
 	if l.pipe[0] == 0 {
 		var p [2]int
 		if unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC) != nil {
@@ -32,7 +51,7 @@ func (l *loop) spliceIn(src *conn) (n int, err error, ok bool) {
 	}
 	for {
 		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(src.fd), 0, uintptr(l.pipe[1]), 0,
-			uintptr(len(l.buf)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			uintptr(max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if e == unix.EINTR {
 			continue
 		}

@@ -28,14 +28,17 @@ func (l *loop) pump(src *conn) {
 			l.scheduleRead(src)
 			return
 		}
-		opaque := src.h == nil && dst.h == nil
 		var n int
 		var err error
-		spliced := false
-		if opaque && src.flags&fBulk != 0 {
-			n, err, spliced = l.spliceIn(src)
+		want, spliced := len(l.buf), false
+		if src.flags&fBulk != 0 {
+			if k := spliceable(src, dst, want); k > 0 {
+				want = k
+				n, err, spliced = l.spliceIn(src, k)
+			}
 		}
 		if !spliced {
+			want = len(l.buf)
 			n, err = sysRead(src.fd, l.buf)
 		}
 		if n > 0 {
@@ -46,19 +49,21 @@ func (l *loop) pump(src *conn) {
 			}
 			// A short read drained the socket; new bytes raise a new edge. After
 			// a hang-up we read on to the EOF since no further edge will come.
-			if n < len(l.buf) && src.flags&fHup == 0 {
+			if n < want && src.flags&fHup == 0 {
 				src.flags &^= fReadReady
 			}
 			l.touch(src, n)
-			if opaque {
-				if n >= bulkMin {
-					src.flags |= fBulk
-				} else {
-					src.flags &^= fBulk
-				}
+			if n >= bulkMin {
+				src.flags |= fBulk
+			} else {
+				src.flags &^= fBulk
 			}
 			if spliced {
-				if !l.spliceOut(dst, n) {
+				if dst.h != nil {
+					if !l.downSpliced(dst, src, n) {
+						return
+					}
+				} else if !l.spliceOut(dst, n) {
 					return
 				}
 				continue

@@ -104,6 +104,31 @@ func (l *loop) downHTTP(c, bc *conn, fresh []byte) bool {
 		return false
 	}
 	l.keep(&h.rcarry, data[pos:])
+	return l.downDone(c, bc, done)
+}
+
+// downSpliced follows n body bytes of bc's answer that wait in the loop's
+// pipe (spliceable said the framer need not see them) and passes them on to
+// c. It reports what downHTTP reports.
+func (l *loop) downSpliced(c, bc *conn, n int) bool {
+	h := c.h
+	h.rfr.Skip(n)
+	done := false
+	if h.rfr.AtBoundary() {
+		h.inBody = false
+		done = l.answered(c, bc)
+	}
+	if !l.spliceOut(c, n) {
+		return false
+	}
+	return l.downDone(c, bc, done)
+}
+
+// downDone ends downHTTP and downSpliced once the bytes are passed on: done
+// says an answer ended and none is owed. It reports false when bc is not to
+// be read further.
+func (l *loop) downDone(c, bc *conn, done bool) bool {
+	h := c.h
 	if h.lost && h.mode == httpStopped && h.hold {
 		// The answers can no longer be waited for: the backend gets the FIN.
 		h.hold = false

@@ -194,6 +194,29 @@ func (f *RequestFramer) Reset() { *f = RequestFramer{} }
 // request, i.e. no request is partially forwarded (for idle-close decisions).
 func (f *RequestFramer) AtBoundary() bool { return f.phase == framePhaseHead && f.err == nil }
 
+// Unseen reports how many of the next stream bytes are body data the framer
+// need not see: the rest of a Content-Length body or of a chunk's data. A
+// caller may move them without reading them (splice(2)) and then Skip them.
+func (f *RequestFramer) Unseen() int64 {
+	if f.err == nil && (f.phase == framePhaseLength || f.phase == framePhaseChunkData) {
+		return f.remaining
+	}
+	return 0
+}
+
+// Skip consumes n bytes, 0 < n <= Unseen(), as Next would have.
+func (f *RequestFramer) Skip(n int) {
+	f.remaining -= int64(n)
+	if f.remaining > 0 {
+		return
+	}
+	if f.phase == framePhaseLength {
+		f.endMessage()
+	} else {
+		f.phase = framePhaseChunkCRLF
+	}
+}
+
 // Next examines buf, the stream bytes not yet consumed, and returns the next
 // step and how many bytes of buf it covers; the caller consumes buf[:n] and
 // calls again with what follows. It allocates nothing.

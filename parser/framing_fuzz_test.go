@@ -14,7 +14,8 @@ import (
 // FuzzRequestFramer: Next never panics, n stays within buf, every call makes
 // progress or reports ErrNeedMore/an error (checked in frameFeed), the steps
 // cover exactly the stream in order, head offsets lie inside the head, and a
-// random segmentation of the same bytes gives the same merged steps.
+// random segmentation of the same bytes gives the same merged steps, with or
+// without the Unseen body bytes skipped instead of examined.
 func FuzzRequestFramer(f *testing.F) {
 	f.Add(frameBenchStream, uint64(0))
 	f.Add([]byte(frameGet+framePostCL+"hello world"+frameChunked+frameChunks), uint64(12345))
@@ -71,6 +72,13 @@ func FuzzRequestFramer(f *testing.F) {
 		fr.Reset()
 		if split := frameFeed(t, &fr, segs, maxHead); !reflect.DeepEqual(split, whole) {
 			t.Fatalf("segmented into %d:\n got %v\nwant %v", len(segs), split, whole)
+		}
+		// The same segments, with body bytes that need not be seen skipped
+		// (spliced) in random amounts where the framer says so.
+		fr.Reset()
+		skip := func(max int) int { return rng.IntN(max + 1) }
+		if skipped := frameFeedSkipping(t, &fr, segs, maxHead, skip); !reflect.DeepEqual(skipped, whole) {
+			t.Fatalf("segmented into %d, body bytes skipped:\n got %v\nwant %v", len(segs), skipped, whole)
 		}
 	})
 }

@@ -47,6 +47,14 @@ func (e frameEvent) String() string {
 // It checks the per-call contract and returns the merged events.
 func frameFeed(tb testing.TB, f *RequestFramer, segs [][]byte, maxHead int) []frameEvent {
 	tb.Helper()
+	return frameFeedSkipping(tb, f, segs, maxHead, nil)
+}
+
+// frameFeedSkipping is frameFeed, except that while the framer reports
+// Unseen body bytes, skip (if not nil) picks how many of them it is handed
+// with Skip instead of Next, as the engine does when it splices a body.
+func frameFeedSkipping(tb testing.TB, f *RequestFramer, segs [][]byte, maxHead int, skip func(max int) int) []frameEvent {
+	tb.Helper()
 	var evs []frameEvent
 	var pending []byte
 	add := func(e frameEvent) {
@@ -59,6 +67,14 @@ func frameFeed(tb testing.TB, f *RequestFramer, segs [][]byte, maxHead int) []fr
 	for _, seg := range segs {
 		pending = append(pending, seg...)
 		for {
+			if u := f.Unseen(); skip != nil && u > 0 && len(pending) > 0 {
+				if k := skip(int(min(u, int64(len(pending))))); k > 0 {
+					f.Skip(k)
+					add(frameEvent{step: StepBody, data: string(pending[:k])})
+					pending = pending[k:]
+					continue
+				}
+			}
 			step, n, err := f.Next(pending, maxHead)
 			if err == ErrNeedMore {
 				if n != 0 || step != 0 {

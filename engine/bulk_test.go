@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portier/portier/balancer"
+	"github.com/portier/portier/internal/testutil"
+)
+
+// TestSplicedAnswerBodies: on an http listener, answer bodies past a large
+// read are spliced while the framer still finds where each answer ends. A
+// backend answers pipelined requests back to back on one kept-alive
+// connection (so each head follows a spliced body in the same stream), with
+// Content-Length and chunked bodies of every size; every body arrives whole
+// and in order, and the last answer's head, read right behind a spliced
+// body, is rewritten to say the close its request asked for. With a client
+// that pauses, the socket to it fills and spliced bytes wait in user space
+// (the flow control of a short write).
+func TestSplicedAnswerBodies(t *testing.T) {
+	for _, pause := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprintf("pause=%v", pause), func(t *testing.T) { testSplicedAnswerBodies(t, pause) })
+	}
+}
+
+func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
+	type answer struct {
+		chunks []int // nil: Content-Length; else the chunk sizes
+		size   int
+	}
+	answers := []answer{
+		{size: 3<<20 + 1},
+		{chunks: []int{200 << 10, 5, 300 << 10, 70000, 1}},
+		{size: 10},
+		{chunks: []int{3}},
+		{size: 1 << 20},
+		{chunks: []int{64 << 10, 64 << 10, 1 << 20}},
+		{size: 9 << 10},
+		{size: 2<<20 + 3},
+	}
+	body := func(i, n int) []byte {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(j*7 + i)
+		}
+		return b
+	}
+	total := func(a answer) int {
+		if a.chunks == nil {
+			return a.size
+		}
+		n := 0
+		for _, c := range a.chunks {
+			n += c
+		}
+		return n
+	}
+	backendDone := make(chan error, 1)
+	be := testutil.RawBackend(t, func(c *net.TCPConn) {
+		br := bufio.NewReader(c)
+		for i, a := range answers {
+			if err := testutil.SkipHead(br); err != nil {
+				backendDone <- fmt.Errorf("request %d: %v", i, err)
+				return
+			}
+			var out bytes.Buffer
+			b := body(i, total(a))
+			if a.chunks == nil {
+				fmt.Fprintf(&out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(b))
+				out.Write(b)
+			} else {
+				out.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for _, n := range a.chunks {
+					fmt.Fprintf(&out, "%x\r\n", n)
+					out.Write(b[:n])
+					out.WriteString("\r\n")
+					b = b[n:]
+				}
+				out.WriteString("0\r\n\r\n")
+			}
+			if _, err := c.Write(out.Bytes()); err != nil {
+				backendDone <- fmt.Errorf("answer %d: %v", i, err)
+				return
+			}
+		}
+		backendDone <- nil
+	})
+	p := startProxy(t, []balancer.RouteSpec{{Name: "big.test", Backends: []string{"http://" + be}}}, "", func(o *Options) { o.Loops = 1 })
+	c, err := net.Dial("tcp", p.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var reqs strings.Builder
+	for i := range answers {
+		close := ""
+		if i == len(answers)-1 {
+			close = "Connection: close\r\n"
+		}
+		fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: big.test\r\n%s\r\n", i, close)
+	}
+	if _, err := io.WriteString(c, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, a := range answers {
+		if i < 2 {
+			time.Sleep(pause)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("answer %d body: %v", i, err)
+		}
+		if want := body(i, total(a)); !bytes.Equal(got, want) {
+			t.Fatalf("answer %d: %d body bytes, want %d; equal: false", i, len(got), len(want))
+		}
+		if last := i == len(answers)-1; resp.Close != last {
+			t.Errorf("answer %d says close: %v, want %v", i, resp.Close, last)
+		}
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after the last answer: %d bytes, %v; want EOF", n, err)
+	}
+	if err := <-backendDone; err != nil {
+		t.Fatal(err)
+	}
+	// The loop's pipe is made on the first splice: without it the bodies
+	// went through user space and this test proved nothing about splicing.
+	_ = p.e.Close()
+	if p.e.loops[0].pipe[0] <= 0 {
+		t.Errorf("no answer body was spliced (the loop never made its pipe)")
+	}
+}
