@@ -2,13 +2,15 @@ package engine
 
 import (
 	"golang.org/x/sys/unix"
+
+	"github.com/portier/portier/parser"
 )
 
 // Bulk forwarding: once a read of a direction is large, the bytes that need
 // not be looked at go socket -> pipe -> socket with splice(2) and never
 // through user space: everything on opaque connections (TLS passthrough,
-// tunnels), and on http listeners the rest of an answer's body that its
-// framer need not see (docs/design.md has the measurements, and the rejected
+// tunnels), and on http listeners the body bytes of requests and answers
+// that their framer need not see (docs/design.md has the measurements, and the rejected
 // alternative of filling reads before writing). The loop's one pipe is empty
 // between calls: what the destination cannot take is read out of it into the
 // destination's pend, the same flow control as for a short write.
@@ -18,21 +20,31 @@ import (
 const bulkMin = 8 << 10
 
 // spliceable returns how many of src's next bytes, at most max, may bypass
-// user space on their way to dst: all of them when neither side is http; of
-// an http backend's answer, the body bytes the client's framer need not see
-// (a Content-Length body's rest or a chunk's data; heads and chunk lines are
-// read, since they are followed and may be rewritten). Request bodies are
-// not spliced: the upload direction is read.
+// user space on their way to dst: all of them when neither side is http; on
+// an http listener, the body bytes the framer of their direction need not
+// see (a Content-Length body's rest or a chunk's data). Heads and chunk lines
+// are read, since they are followed and may be rewritten.
 func spliceable(src, dst *conn, max int) int {
-	if src.h == nil && dst.h == nil {
+	var fr *parser.RequestFramer
+	switch {
+	case src.h == nil && dst.h == nil:
 		return max
-	}
-	h := dst.h
-	if src.kind != kindBackend || h == nil || h.lost || !h.inBody || len(h.rcarry) > 0 ||
-		h.mode != httpFraming && h.mode != httpStopped {
+	case src.kind == kindBackend && dst.h != nil: // an answer
+		h := dst.h
+		if h.lost || !h.inBody || len(h.rcarry) > 0 || h.mode != httpFraming && h.mode != httpStopped {
+			return 0
+		}
+		fr = &h.rfr
+	case src.kind == kindClient && src.h != nil: // a request
+		h := src.h
+		if h.mode != httpFraming || h.pre > 0 || len(h.carry) > 0 || h.cutErr != nil {
+			return 0
+		}
+		fr = &h.fr
+	default:
 		return 0
 	}
-	return int(min(h.rfr.Unseen(), int64(max)))
+	return int(min(fr.Unseen(), int64(max)))
 }
 
 // spliceIn moves up to max bytes from src into the loop's pipe; its results

@@ -45,13 +45,6 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 		{size: 9 << 10},
 		{size: 2<<20 + 3},
 	}
-	body := func(i, n int) []byte {
-		b := make([]byte, n)
-		for j := range b {
-			b[j] = byte(j*7 + i)
-		}
-		return b
-	}
 	total := func(a answer) int {
 		if a.chunks == nil {
 			return a.size
@@ -71,7 +64,7 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 				return
 			}
 			var out bytes.Buffer
-			b := body(i, total(a))
+			b := testBody(i, total(a))
 			if a.chunks == nil {
 				fmt.Fprintf(&out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(b))
 				out.Write(b)
@@ -124,7 +117,7 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 		if err != nil {
 			t.Fatalf("answer %d body: %v", i, err)
 		}
-		if want := body(i, total(a)); !bytes.Equal(got, want) {
+		if want := testBody(i, total(a)); !bytes.Equal(got, want) {
 			t.Fatalf("answer %d: %d body bytes, want %d; equal: false", i, len(got), len(want))
 		}
 		if last := i == len(answers)-1; resp.Close != last {
@@ -137,10 +130,117 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 	if err := <-backendDone; err != nil {
 		t.Fatal(err)
 	}
-	// The loop's pipe is made on the first splice: without it the bodies
-	// went through user space and this test proved nothing about splicing.
+	wantSpliced(t, p)
+}
+
+// wantSpliced closes p's engine and fails unless its loop made its pipe,
+// which it does on the first splice: without it the bodies went through
+// user space and the test proved nothing about splicing.
+func wantSpliced(t *testing.T, p *proxy) {
+	t.Helper()
 	_ = p.e.Close()
 	if p.e.loops[0].pipe[0] <= 0 {
-		t.Errorf("no answer body was spliced (the loop never made its pipe)")
+		t.Errorf("no body was spliced (the loop never made its pipe)")
 	}
+}
+
+// testBody is the body of message i: n bytes of a pattern that differs per message.
+func testBody(i, n int) []byte {
+	b := make([]byte, n)
+	for j := range b {
+		b[j] = byte(j*7 + i)
+	}
+	return b
+}
+
+// TestSplicedRequestBodies: the same for uploads. Pipelined requests with
+// Content-Length and chunked bodies of every size reach the backend whole,
+// each head read right behind a spliced body, and the answers come back.
+func TestSplicedRequestBodies(t *testing.T) {
+	bodies := [][]int{ // nil: no body; one size: Content-Length; more: chunks
+		{3<<20 + 1},
+		{200 << 10, 5, 300 << 10, 70000, 1},
+		nil,
+		{10},
+		{64 << 10, 1 << 20},
+		{2<<20 + 3},
+	}
+	sum := func(sizes []int) (n int) {
+		for _, s := range sizes {
+			n += s
+		}
+		return n
+	}
+	backendDone := make(chan error, 1)
+	be := testutil.RawBackend(t, func(c *net.TCPConn) {
+		br := bufio.NewReader(c)
+		for i, sizes := range bodies {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				backendDone <- fmt.Errorf("request %d: %v", i, err)
+				return
+			}
+			got, err := io.ReadAll(req.Body)
+			if err != nil {
+				backendDone <- fmt.Errorf("request %d body: %v", i, err)
+				return
+			}
+			if want := testBody(i, sum(sizes)); !bytes.Equal(got, want) {
+				backendDone <- fmt.Errorf("request %d: %d body bytes, want %d; equal: false", i, len(got), len(want))
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+				backendDone <- err
+				return
+			}
+		}
+		backendDone <- nil
+	})
+	p := startProxy(t, []balancer.RouteSpec{{Name: "up.test", Backends: []string{"http://" + be}}}, "", func(o *Options) { o.Loops = 1 })
+	c, err := net.Dial("tcp", p.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	var reqs bytes.Buffer
+	for i, sizes := range bodies {
+		b := testBody(i, sum(sizes))
+		switch len(sizes) {
+		case 0:
+			fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: up.test\r\n\r\n", i)
+		case 1:
+			fmt.Fprintf(&reqs, "PUT /%d HTTP/1.1\r\nHost: up.test\r\nContent-Length: %d\r\n\r\n", i, len(b))
+			reqs.Write(b)
+		default:
+			fmt.Fprintf(&reqs, "POST /%d HTTP/1.1\r\nHost: up.test\r\nTransfer-Encoding: chunked\r\n\r\n", i)
+			for _, n := range sizes {
+				fmt.Fprintf(&reqs, "%x\r\n", n)
+				reqs.Write(b[:n])
+				reqs.WriteString("\r\n")
+				b = b[n:]
+			}
+			reqs.WriteString("0\r\n\r\n")
+		}
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(reqs.Bytes()); wrote <- err }()
+	br := bufio.NewReader(c)
+	for i := range bodies {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("answer %d: %s", i, resp.Status)
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-backendDone; err != nil {
+		t.Fatal(err)
+	}
+	wantSpliced(t, p)
 }

@@ -45,7 +45,7 @@ const (
 	fFresh                         // client: its request must go over a new backend connection
 	fReused                        // backend: taken from the pool for the current request
 	fInflight                      // backend: counted in its backend's Active (a request is in flight)
-	fBulk                          // opaque source whose last read was large: spliced (bulk.go)
+	fBulk                          // source whose last read was large: what need not be seen is spliced (bulk.go)
 	fUnwatched                     // client: not in the poller yet (see loop.watch)
 )
 

@@ -59,11 +59,17 @@ func (l *loop) pump(src *conn) {
 				src.flags &^= fBulk
 			}
 			if spliced {
-				if dst.h != nil {
-					if !l.downSpliced(dst, src, n) {
-						return
-					}
-				} else if !l.spliceOut(dst, n) {
+				var ok bool
+				switch {
+				case src.h != nil: // a request body: the framer skips it
+					src.h.fr.Skip(n)
+					ok = l.spliceOut(dst, n)
+				case dst.h != nil:
+					ok = l.downSpliced(dst, src, n)
+				default:
+					ok = l.spliceOut(dst, n)
+				}
+				if !ok {
 					return
 				}
 				continue
