@@ -34,7 +34,7 @@ type collector struct {
 	accepted, open, conns, bytes, requests   *prometheus.Desc
 	rejections, connectFailures, connectTime *prometheus.Desc
 	connects, poolIdle, poolReuses           *prometheus.Desc
-	poolMisses, poolRetries                  *prometheus.Desc
+	poolMisses, poolRetries, spliced         *prometheus.Desc
 	limitHits, routes, routesDown            *prometheus.Desc
 	backendUp, backendActive                 *prometheus.Desc
 	redisConnected, redisAge, redisRoutes    *prometheus.Desc
@@ -66,6 +66,8 @@ func newCollector(opts Options) *collector {
 		poolMisses:      d("backend_pool_misses_total", "Requests that could use a pooled backend connection and found none idle."),
 		poolRetries: d("backend_pool_retries_total",
 			"Requests resent over a new connection after a pooled one was found closed before answering."),
+		spliced: d("spliced_bytes_total",
+			"Bytes forwarded with splice(2), without a copy through user space (also counted in bytes_total)."),
 		connectTime:    d("backend_connect_duration_seconds", "Time to connect to a backend (successful connects)."),
 		limitHits:      d("limit_hits_total", "Connections refused by a connection limit.", "limit"),
 		routes:         d("routes", "Route names in the current table."),
@@ -90,7 +92,7 @@ func newCollector(opts Options) *collector {
 // Describe sends every descriptor this collector may emit.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.open, c.conns, c.bytes, c.requests, c.rejections, c.connectFailures,
-		c.connects, c.poolIdle, c.poolReuses, c.poolMisses, c.poolRetries,
+		c.connects, c.poolIdle, c.poolReuses, c.poolMisses, c.poolRetries, c.spliced,
 		c.connectTime, c.limitHits, c.routes, c.routesDown, c.linesDropped, c.linesSuppressed} {
 		ch <- d
 	}
@@ -142,6 +144,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.poolReuses, float64(st.PoolReuses.Load()))
 	counter(c.poolMisses, float64(st.PoolMisses.Load()))
 	counter(c.poolRetries, float64(st.PoolRetries.Load()))
+	counter(c.spliced, float64(st.Spliced.Load()))
 	count, sum, buckets := st.ConnectLatency.Snapshot()
 	ch <- prometheus.MustNewConstHistogram(c.connectTime, count, sum, buckets)
 	for l := engine.Limit(0); l < engine.NumLimits; l++ {

@@ -50,14 +50,6 @@ func spliceable(src, dst *conn, max int) int {
 // spliceIn moves up to max bytes from src into the loop's pipe; its results
 // read like read(2)'s. ok is false when no pipe can be had.
 func (l *loop) spliceIn(src *conn, max int) (n int, err error, ok bool) {
-	if l.pipe[0] == 0 {
-		var p [2]int
-		if unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC) != nil {
-			l.pipe[0] = -1
-		} else {
-			l.pipe = p
-		}
-	}
 	if l.pipe[0] < 0 {
 		return 0, nil, false
 	}
@@ -70,6 +62,7 @@ func (l *loop) spliceIn(src *conn, max int) (n int, err error, ok bool) {
 		if e != 0 {
 			return -1, e, true
 		}
+		l.e.stats.Spliced.Add(int64(r))
 		return int(r), nil, true
 	}
 }

@@ -60,7 +60,7 @@ type loop struct {
 	// unlimitTask is on its way. Both are read by other loops.
 	limited, resumeQueued atomic.Bool
 
-	pipe [2]int // for splice(2) (bulk.go): created on first use, -1 if it cannot be; always empty between calls
+	pipe [2]int // for splice(2) (bulk.go): made with the loop, -1 if it could not be; always empty between calls
 	epfd int    // the poller's epoll descriptor (epollFD)
 	gen  uint16 // generation of the latest registered socket
 
@@ -108,6 +108,12 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	}
 	l := &loop{id: id, e: e, poller: p, epfd: epfd, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
 		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	// The splice pipe is made with the loop, not on first use, so that a
+	// loop's own descriptors are fixed from its start. Without one, bulk
+	// bytes are read and written like any others.
+	if unix.Pipe2(l.pipe[:], unix.O_NONBLOCK|unix.O_CLOEXEC) != nil {
+		l.pipe = [2]int{-1, -1}
+	}
 	if e.opts.AccessLog != nil {
 		l.alog = e.opts.AccessLog.Producer()
 	}
@@ -149,7 +155,7 @@ func (l *loop) run() {
 // release closes the poller and any listening socket left; called after run returned.
 func (l *loop) release() {
 	l.quicCloseAll()
-	if l.pipe[0] > 0 {
+	if l.pipe[0] >= 0 {
 		_ = unix.Close(l.pipe[0])
 		_ = unix.Close(l.pipe[1])
 	}

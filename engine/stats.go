@@ -30,6 +30,10 @@ type Stats struct {
 	PoolReuses      atomic.Int64 // requests sent over a pooled connection
 	PoolMisses      atomic.Int64 // requests that could use a pooled connection and found none
 	PoolRetries     atomic.Int64 // requests resent over a new connection after a pooled one died before answering
+
+	// Spliced counts bytes forwarded with splice(2), never copied to user
+	// space (bulk.go); they are also in the listeners' byte counts.
+	Spliced atomic.Int64
 }
 
 // ListenerStats are one listener's counters.
