@@ -59,6 +59,9 @@ func (l *loop) spliceIn(src *conn, max int) (n int, err error, ok bool) {
 		if e == unix.EINTR {
 			continue
 		}
+		if e == unix.EINVAL {
+			return 0, nil, false // a socket type splice cannot read: read it instead
+		}
 		if e != 0 {
 			return -1, e, true
 		}

@@ -23,14 +23,18 @@ import (
 // and in order, and the last answer's head, read right behind a spliced
 // body, is rewritten to say the close its request asked for. With a client
 // that pauses, the socket to it fills and spliced bytes wait in user space
-// (the flow control of a short write).
+// (the flow control of a short write). A unix-socket backend is spliced from
+// as well.
 func TestSplicedAnswerBodies(t *testing.T) {
-	for _, pause := range []time.Duration{0, 300 * time.Millisecond} {
-		t.Run(fmt.Sprintf("pause=%v", pause), func(t *testing.T) { testSplicedAnswerBodies(t, pause) })
+	for _, tc := range []struct {
+		unix  bool
+		pause time.Duration
+	}{{false, 0}, {false, 300 * time.Millisecond}, {true, 0}} {
+		t.Run(fmt.Sprintf("unix=%v,pause=%v", tc.unix, tc.pause), func(t *testing.T) { testSplicedAnswerBodies(t, tc.unix, tc.pause) })
 	}
 }
 
-func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
+func testSplicedAnswerBodies(t *testing.T, unixBackend bool, pause time.Duration) {
 	type answer struct {
 		chunks []int // nil: Content-Length; else the chunk sizes
 		size   int
@@ -56,7 +60,7 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 		return n
 	}
 	backendDone := make(chan error, 1)
-	be := testutil.RawBackend(t, func(c *net.TCPConn) {
+	serve := func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for i, a := range answers {
 			if err := testutil.SkipHead(br); err != nil {
@@ -84,8 +88,21 @@ func testSplicedAnswerBodies(t *testing.T, pause time.Duration) {
 			}
 		}
 		backendDone <- nil
-	})
-	p := startProxy(t, []balancer.RouteSpec{{Name: "big.test", Backends: []string{"http://" + be}}}, "", func(o *Options) { o.Loops = 1 })
+	}
+	var backend string
+	if unixBackend {
+		ln, path := unixListener(t, "big.sock")
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				defer c.Close()
+				serve(c)
+			}
+		}()
+		backend = "http+unix://" + path
+	} else {
+		backend = "http://" + testutil.RawBackend(t, func(c *net.TCPConn) { serve(c) })
+	}
+	p := startProxy(t, []balancer.RouteSpec{{Name: "big.test", Backends: []string{backend}}}, "", func(o *Options) { o.Loops = 1 })
 	c, err := net.Dial("tcp", p.httpAddr)
 	if err != nil {
 		t.Fatal(err)
