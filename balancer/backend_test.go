@@ -130,3 +130,58 @@ func TestSchemeString(t *testing.T) {
 		t.Errorf("ProxyProtocol.String: %q %q %q", ProxyNone, ProxyV1, ProxyV2)
 	}
 }
+
+// TestValidHostnameMatchesSplit holds validHostname (one pass over the
+// bytes) to the label-by-label reading it replaced, over every string of up
+// to 6 bytes from an alphabet of the cases that matter, and over labels at
+// the length limits.
+func TestValidHostnameMatchesSplit(t *testing.T) {
+	ref := func(s string, allowTrailingDot bool) bool {
+		if allowTrailingDot && strings.HasSuffix(s, ".") {
+			s = s[:len(s)-1]
+		}
+		if s == "" || len(s) > 253 {
+			return false
+		}
+		for label := range strings.SplitSeq(s, ".") {
+			if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+				return false
+			}
+			for i := 0; i < len(label); i++ {
+				c := label[i]
+				if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	check := func(s string) {
+		for _, dot := range []bool{false, true} {
+			if got, want := validHostname(s, dot), ref(s, dot); got != want {
+				t.Fatalf("validHostname(%q, %v) = %v, want %v", s, dot, got, want)
+			}
+		}
+	}
+	const alphabet = "aZ9-_.:"
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		check(prefix)
+		if len(prefix) < 6 {
+			for i := range len(alphabet) {
+				walk(prefix + alphabet[i:i+1])
+			}
+		}
+	}
+	walk("")
+	for _, n := range []int{62, 63, 64} {
+		label := strings.Repeat("a", n)
+		check(label)
+		check(label + ".test")
+		check("x." + label)
+		check(label + ".")
+	}
+	for _, n := range []int{252, 253, 254} {
+		check(strings.Repeat("a.", n/2) + strings.Repeat("b", n%2+1))
+	}
+}
