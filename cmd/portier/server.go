@@ -350,6 +350,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 		s.onHealth = func(addr string, up bool) { rep.Report(addr, !up) }
 	}
 	go src.Run(context.Background(), func(routes *balancer.RouteSet) {
+		start := time.Now()
 		s.mu.Lock()
 		s.redisRoutes, s.redisSeen, s.redisDelta = routes, true, nil
 		err := s.rebuildLocked()
@@ -358,6 +359,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 			s.logger.Error("route table rebuild failed; keeping the current one", "err", err)
 			return
 		}
+		s.logger.Debug("route table built from redis's routes", "took", time.Since(start).Round(time.Millisecond))
 		s.ready.Store(true)
 		s.logger.Info("routes updated from redis", "redis_routes", routes.Len(), "routes", s.router.Load().Len())
 	})
