@@ -137,35 +137,39 @@ func (x *lineIndex) find(name []byte, h uint64) (pos int, found bool) {
 	}
 }
 
-// touch loads the lines that adding names (at most touchBatch, nearly all
-// new) will write: first the home tag of each, then the entry of the first
-// free position from there, found in the tags just loaded. The loads of
-// each pass are independent, so the CPU overlaps their cache misses
-// instead of taking one after another. It returns nothing useful; the
-// loads are what counts.
-func (x *lineIndex) touch(names []string) (sink uint32) {
-	var pos [touchBatch]int
-	names = names[:min(len(names), touchBatch)]
-	for k, n := range names {
-		i := x.home(x.hash(bytesOf(n)))
-		pos[k] = i
-		sink += x.tags[i]
-	}
-	n := len(x.tags)
-	for k := range names {
-		i := pos[k]
-		for x.tags[i] != 0 {
-			if i++; i == n {
-				i = 0
-			}
-		}
-		sink += uint32(x.entries[i].len)
-	}
-	return sink
-}
+// order32 returns the key that orders names by their home position: the
+// high 32 bits of the hash pick it (home is the high half of hash*size).
+func (x *lineIndex) order32(name []byte) uint32 { return uint32(x.hash(name) >> 32) }
 
-// touchBatch is the most names touch takes at once (AddSet's batch).
-const touchBatch = 16
+// posRef is a name to add with its order32 key; ref says where the caller
+// keeps the name.
+type posRef struct{ key, ref uint32 }
+
+// sortByPosition sorts refs by the top 22 bits of their keys (two 11-bit
+// LSD radix passes, stable), using tmp (len(refs)) as scratch. Added in
+// that order, names reach their positions in one sweep over the index's
+// arrays instead of a cache miss each: 22 bits resolve positions to one
+// in a 4M-position index, to a few lines in larger ones.
+func sortByPosition(refs, tmp []posRef) {
+	const bits, buckets = 11, 1 << 11
+	src, dst := refs, tmp[:len(refs)]
+	for shift := 32 - 2*bits; shift < 32; shift += bits {
+		var count [buckets + 1]int
+		for _, r := range src {
+			count[(r.key>>shift)&(buckets-1)+1]++
+		}
+		for b := 1; b <= buckets; b++ {
+			count[b] += count[b-1]
+		}
+		for _, r := range src {
+			b := (r.key >> shift) & (buckets - 1)
+			dst[count[b]] = r
+			count[b]++
+		}
+		src, dst = dst, src
+	}
+	// Two passes: the result is back in refs.
+}
 
 // get returns the id of name. Allocates nothing.
 func (x *lineIndex) get(name []byte) (uint32, bool) {

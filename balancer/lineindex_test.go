@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +89,36 @@ func TestLineIndex(t *testing.T) {
 		}
 		if a := testing.AllocsPerRun(100, func() { x.getString(order[0]) }); a != 0 {
 			t.Errorf("get allocates %.1f times", a)
+		}
+	}
+}
+
+// TestSortByPosition: the result is a stable permutation of the input,
+// ordered by the top 22 bits of the keys.
+func TestSortByPosition(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{0, 1, 2, 100, 10_000} {
+		refs := make([]posRef, n)
+		for i := range refs {
+			refs[i] = posRef{key: r.Uint32(), ref: uint32(i)}
+			if i%3 == 0 && i > 0 {
+				refs[i].key = refs[i-1].key ^ uint32(r.IntN(1024)) // same top 22 bits
+			}
+		}
+		in := slices.Clone(refs)
+		sortByPosition(refs, make([]posRef, n))
+		seen := make([]bool, n)
+		for i, p := range refs {
+			if p.ref >= uint32(n) || seen[p.ref] || in[p.ref] != p {
+				t.Fatalf("n=%d: %v at %d is not one of the input's", n, p, i)
+			}
+			seen[p.ref] = true
+			if i > 0 {
+				a, b := refs[i-1], p
+				if a.key>>10 > b.key>>10 || a.key>>10 == b.key>>10 && a.ref > b.ref {
+					t.Fatalf("n=%d: %v before %v", n, a, b)
+				}
+			}
 		}
 	}
 }

@@ -191,6 +191,12 @@ func (x *nameIndex) grow() {
 // each calls fn for every name with its id, in the order they were added,
 // until fn returns false. name is valid only during the call.
 func (x *nameIndex) each(fn func(name []byte, id uint32) bool) {
+	x.eachRecord(func(_ uint32, name []byte, id uint32) bool { return fn(name, id) })
+}
+
+// eachRecord is each with the offset of each name's record, by which name
+// and id return it.
+func (x *nameIndex) eachRecord(fn func(off uint32, name []byte, id uint32) bool) {
 	for k, c := range x.chunks {
 		o := 0
 		if k == 0 {
@@ -198,7 +204,7 @@ func (x *nameIndex) each(fn func(name []byte, id uint32) bool) {
 		}
 		for o < len(c) {
 			n := int(c[o])
-			if !fn(c[o+1:o+1+n], binary.LittleEndian.Uint32(c[o+1+n:o+5+n])) {
+			if !fn(uint32(k)<<chunkBits|uint32(o), c[o+1:o+1+n], binary.LittleEndian.Uint32(c[o+1+n:o+5+n])) {
 				return
 			}
 			o += 5 + n

@@ -141,6 +141,7 @@ type Builder struct {
 	// written holds the names added in another spelling than their
 	// normalised one (few), for the message about a later duplicate.
 	written map[string]string
+	sink    byte // keeps AddSet's early loads of records (their value is not needed)
 }
 
 // NewBuilder returns a Builder for about sizeHint routes. opts as for
@@ -270,35 +271,43 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 		for i := range recOf {
 			recOf[i] = -1
 		}
-		// Names go in batches: the lines each name of a batch will be
-		// written to are touched first, so that their cache misses
-		// overlap instead of costing one memory latency per name in turn
-		// (the set's names stay valid: it is immutable).
-		var names [touchBatch]string
-		var cids [touchBatch]uint32
-		k := 0
-		flush := func() {
-			tb.t.exact.touch(names[:k])
-			for i := range k {
-				if err = tb.add(names[i], &set.contents[cids[i]], &recOf[cids[i]]); err != nil {
-					return
-				}
+		// Names go in the order of their positions in the index (sorted
+		// by their hashes' high bits), so that the writes sweep its
+		// arrays once instead of missing the caches for every name; the
+		// set's records are then read out of order, in batches whose
+		// first loads are independent, so that their misses overlap.
+		// Where one name is another's spelling (upper case, a trailing
+		// dot: never in the sets Redis and snapshots give), the first set
+		// must win, so such a set goes in its own order.
+		refs := make([]posRef, 0, set.Len())
+		spellings := false
+		set.idx.eachRecord(func(off uint32, name []byte, _ uint32) bool {
+			if _, changed := over[unsafe.String(unsafe.SliceData(name), len(name))]; !changed {
+				refs = append(refs, posRef{key: tb.t.exact.order32(name), ref: off})
+				spellings = spellings || !lowerNoDot(name)
 			}
-			k = 0
-		}
-		set.idx.each(func(name []byte, cid uint32) bool {
-			n := unsafe.String(unsafe.SliceData(name), len(name))
-			if _, changed := over[n]; !changed {
-				names[k], cids[k] = n, cid
-				if k++; k == touchBatch {
-					flush()
-				}
-			}
-			return err == nil
+			return true
 		})
-		if err == nil {
-			flush()
+		if !spellings {
+			sortByPosition(refs, make([]posRef, len(refs)))
 		}
+		const batch = 16
+		var sink byte
+		for i := 0; i < len(refs) && err == nil; i += batch {
+			part := refs[i:min(i+batch, len(refs))]
+			for _, r := range part {
+				c, o := set.idx.record(r.ref)
+				sink += c[o]
+			}
+			for _, r := range part {
+				name, cid := set.idx.name(r.ref), set.idx.id(r.ref)
+				n := unsafe.String(unsafe.SliceData(name), len(name))
+				if err = tb.add(n, &set.contents[cid], &recOf[cid]); err != nil {
+					break
+				}
+			}
+		}
+		tb.sink = sink
 	}
 	if err != nil {
 		return err
@@ -311,6 +320,17 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 		}
 	}
 	return nil
+}
+
+// lowerNoDot reports whether name has no upper-case letter and no trailing
+// dot: then NormalizeRouteName either returns it as it is or refuses it.
+func lowerNoDot(name []byte) bool {
+	for _, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return len(name) == 0 || name[len(name)-1] != '.'
 }
 
 // Has reports whether a route with the normalised name was added.
