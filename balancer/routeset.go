@@ -16,6 +16,9 @@ type RouteSet struct {
 	idx      *nameIndex
 	contents []RouteSpec // Name empty; shared, never modified
 	digest   uint64
+	// spellings: a name has upper case or a trailing dot, so it may be
+	// another spelling of a name (AddSet then keeps the set's order).
+	spellings bool
 }
 
 // RouteSetBuilder fills a RouteSet. Set copies the name and keeps the
@@ -61,6 +64,7 @@ func (b *RouteSetBuilder) SetContent(name []byte, id uint32) error {
 	if len(name) > maxName {
 		return errNameTooLong
 	}
+	b.s.spellings = b.s.spellings || !lowerNoDot(name)
 	return b.s.idx.put(name, id)
 }
 

@@ -272,23 +272,24 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 			recOf[i] = -1
 		}
 		// Names go in the order of their positions in the index (sorted
-		// by their hashes' high bits), so that the writes sweep its
-		// arrays once instead of missing the caches for every name; the
-		// set's records are then read out of order, in batches whose
-		// first loads are independent, so that their misses overlap.
-		// Where one name is another's spelling (upper case, a trailing
-		// dot: never in the sets Redis and snapshots give), the first set
-		// must win, so such a set goes in its own order.
+		// by their hashes' high bits), so that the writes sweep its arrays
+		// once instead of missing the caches for every name; the set's
+		// records are then read out of order, in batches whose first loads
+		// are independent, so that their misses overlap. The sort's two
+		// buffers take 16 bytes per name while the table is built (sorting
+		// in chunks of 128K names to bound them lost the gain; so did one
+		// 12-bit pass: docs/design.md). Where one name may be another's
+		// spelling (upper case, a trailing dot: never in the sets Redis and
+		// snapshots give), the first set must win, so such a set goes in
+		// its own order.
 		refs := make([]posRef, 0, set.Len())
-		spellings := false
 		set.idx.eachRecord(func(off uint32, name []byte, _ uint32) bool {
 			if _, changed := over[unsafe.String(unsafe.SliceData(name), len(name))]; !changed {
 				refs = append(refs, posRef{key: tb.t.exact.order32(name), ref: off})
-				spellings = spellings || !lowerNoDot(name)
 			}
 			return true
 		})
-		if !spellings {
+		if !set.spellings {
 			sortByPosition(refs, make([]posRef, len(refs)))
 		}
 		const batch = 16
