@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -360,6 +361,7 @@ func (s *server) startRedis(rc *config.Redis) error {
 			return
 		}
 		s.logger.Debug("route table built from redis's routes", "took", time.Since(start).Round(time.Millisecond))
+		releaseAfterBuild(routes.Len())
 		s.ready.Store(true)
 		s.logger.Info("routes updated from redis", "redis_routes", routes.Len(), "routes", s.router.Load().Len())
 	})
@@ -389,6 +391,22 @@ func (s *server) redisStatus() func() admin.RedisStatus {
 // (validation and build are one step, each name resolved once) while holding
 // s.mu: a Redis change that arrives meanwhile waits and then applies to the
 // new configuration.
+// releaseAfterBuild returns the heap's free memory to the OS once a table
+// of at least bigTable routes was built and stored. Such a build leaves its
+// scratch behind (a full sync's read buffers, the build's sort buffers, the
+// table it replaced), which the runtime would otherwise hand back over
+// minutes: redisload's RSS after loading 1M routes is 148 B per route with
+// this against 188 B without, for one forced collection of 4-5 ms (the
+// tables hold no pointer per route), off the event loops.
+func releaseAfterBuild(routes int) {
+	if routes >= bigTable {
+		debug.FreeOSMemory()
+	}
+}
+
+// bigTable is the size from which releaseAfterBuild forces the collection.
+const bigTable = 50_000
+
 func (s *server) reload(path string) {
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -407,6 +425,7 @@ func (s *server) reload(path string) {
 	s.router.Store(t)
 	s.health.Track(t)
 	s.mu.Unlock()
+	releaseAfterBuild(t.Len())
 	if !slices.EqualFunc(old.Listeners, cfg.Listeners, sameListener) || old.Loops != cfg.Loops ||
 		old.Timeouts != cfg.Timeouts || old.Limits != cfg.Limits || old.Retries != cfg.Retries ||
 		(old.Redis == nil) != (cfg.Redis == nil) || (old.Admin == nil) != (cfg.Admin == nil) ||
