@@ -41,6 +41,9 @@ const (
 
 // idleBucket holds the idle connections to one backend address, most
 // recently parked last (reused first, so the oldest expire).
+// maxSpareBuckets bounds the emptied buckets a loop keeps for reuse.
+const maxSpareBuckets = 64
+
 type idleBucket struct {
 	conns []*conn
 	b     *balancer.Backend // the backend the last connection was parked for (health, drain)
@@ -100,7 +103,13 @@ func (l *loop) park(bc *conn, p *balancer.Pool) bool {
 	}
 	q := l.idle[b.AddrText]
 	if q == nil {
-		q = &idleBucket{}
+		if n := len(l.spareBuckets); n > 0 {
+			q = l.spareBuckets[n-1]
+			l.spareBuckets[n-1] = nil
+			l.spareBuckets = l.spareBuckets[:n-1]
+		} else {
+			q = &idleBucket{}
+		}
 		l.idle[b.AddrText] = q
 	}
 	if len(q.conns) >= l.maxIdle(p) {
@@ -127,12 +136,23 @@ func (l *loop) unpool(bc *conn) {
 	q := l.idle[bc.backend.AddrText]
 	for i, x := range q.conns {
 		if x == bc {
-			q.conns = append(q.conns[:i], q.conns[i+1:]...)
+			last := len(q.conns) - 1
+			copy(q.conns[i:], q.conns[i+1:])
+			q.conns[last] = nil
+			q.conns = q.conns[:last]
 			break
 		}
 	}
 	if len(q.conns) == 0 {
+		// An emptied bucket is kept for the next one made (with clients
+		// that open a connection per request, a backend's bucket empties
+		// and fills all the time), but not in the map: a loop that once
+		// pooled for many backends does not keep a bucket for each.
 		delete(l.idle, bc.backend.AddrText)
+		if len(l.spareBuckets) < maxSpareBuckets {
+			q.b = nil
+			l.spareBuckets = append(l.spareBuckets, q)
+		}
 	}
 }
 

@@ -78,10 +78,13 @@ type loop struct {
 	pp       proxyproto.Header
 
 	// The backend keep-alive pool (backendpool.go).
-	idle       map[string]*idleBucket // by Backend.AddrText
-	pooledList list                   // every pooled connection, in parking order
-	poolMin    int64                  // the shortest idle timeout of a connection parked on this loop
-	poolTicks  int
+	idle map[string]*idleBucket // by Backend.AddrText
+	// spareBuckets are emptied idle buckets, kept so that parking does not
+	// allocate (backendpool.go).
+	spareBuckets []*idleBucket
+	pooledList   list  // every pooled connection, in parking order
+	poolMin      int64 // the shortest idle timeout of a connection parked on this loop
+	poolTicks    int
 
 	sa     rawsock.Sockaddr // a backend's address, for connect
 	src    rawsock.Sockaddr // a client's address, for source=client's bind
