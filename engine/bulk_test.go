@@ -35,29 +35,15 @@ func TestSplicedAnswerBodies(t *testing.T) {
 }
 
 func testSplicedAnswerBodies(t *testing.T, unixBackend bool, pause time.Duration) {
-	type answer struct {
-		chunks []int // nil: Content-Length; else the chunk sizes
-		size   int
-	}
-	answers := []answer{
-		{size: 3<<20 + 1},
-		{chunks: []int{200 << 10, 5, 300 << 10, 70000, 1}},
-		{size: 10},
-		{chunks: []int{3}},
-		{size: 1 << 20},
-		{chunks: []int{64 << 10, 64 << 10, 1 << 20}},
-		{size: 9 << 10},
-		{size: 2<<20 + 3},
-	}
-	total := func(a answer) int {
-		if a.chunks == nil {
-			return a.size
-		}
-		n := 0
-		for _, c := range a.chunks {
-			n += c
-		}
-		return n
+	answers := []testBodyShape{
+		{sizes: []int{3<<20 + 1}},
+		{chunked: true, sizes: []int{200 << 10, 5, 300 << 10, 70000, 1}},
+		{sizes: []int{10}},
+		{chunked: true, sizes: []int{3}},
+		{sizes: []int{1 << 20}},
+		{chunked: true, sizes: []int{64 << 10, 64 << 10, 1 << 20}},
+		{sizes: []int{9 << 10}},
+		{sizes: []int{2<<20 + 3}},
 	}
 	backendDone := make(chan error, 1)
 	serve := func(c net.Conn) {
@@ -68,20 +54,7 @@ func testSplicedAnswerBodies(t *testing.T, unixBackend bool, pause time.Duration
 				return
 			}
 			var out bytes.Buffer
-			b := testBody(i, total(a))
-			if a.chunks == nil {
-				fmt.Fprintf(&out, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(b))
-				out.Write(b)
-			} else {
-				out.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-				for _, n := range a.chunks {
-					fmt.Fprintf(&out, "%x\r\n", n)
-					out.Write(b[:n])
-					out.WriteString("\r\n")
-					b = b[n:]
-				}
-				out.WriteString("0\r\n\r\n")
-			}
+			a.write(&out, "HTTP/1.1 200 OK\r\n", i)
 			if _, err := c.Write(out.Bytes()); err != nil {
 				backendDone <- fmt.Errorf("answer %d: %v", i, err)
 				return
@@ -134,7 +107,7 @@ func testSplicedAnswerBodies(t *testing.T, unixBackend bool, pause time.Duration
 		if err != nil {
 			t.Fatalf("answer %d body: %v", i, err)
 		}
-		if want := testBody(i, total(a)); !bytes.Equal(got, want) {
+		if want := testBody(i, a.total()); !bytes.Equal(got, want) {
 			t.Fatalf("answer %d: %d body bytes, want %d; equal: false", i, len(got), len(want))
 		}
 		if last := i == len(answers)-1; resp.Close != last {
@@ -147,11 +120,52 @@ func testSplicedAnswerBodies(t *testing.T, unixBackend bool, pause time.Duration
 	if err := <-backendDone; err != nil {
 		t.Fatal(err)
 	}
-	all := 0
-	for _, a := range answers {
-		all += total(a)
+	wantSpliced(t, p, totalOf(answers)/2)
+}
+
+// testBodyShape is how a test message carries its body: no sizes, none; one
+// size, a Content-Length body; chunked, chunks of the sizes.
+type testBodyShape struct {
+	chunked bool
+	sizes   []int
+}
+
+// totalOf is the body bytes of all the shapes.
+func totalOf(shapes []testBodyShape) (n int64) {
+	for _, b := range shapes {
+		n += int64(b.total())
 	}
-	wantSpliced(t, p, int64(all/2))
+	return n
+}
+
+func (b testBodyShape) total() (n int) {
+	for _, s := range b.sizes {
+		n += s
+	}
+	return n
+}
+
+// write appends message i: first (its start line and fields, each ending
+// in CRLF), the framing field, the empty line and testBody(i) so framed.
+func (b testBodyShape) write(out *bytes.Buffer, first string, i int) {
+	body := testBody(i, b.total())
+	out.WriteString(first)
+	switch {
+	case b.chunked:
+		out.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		for _, n := range b.sizes {
+			fmt.Fprintf(out, "%x\r\n", n)
+			out.Write(body[:n])
+			out.WriteString("\r\n")
+			body = body[n:]
+		}
+		out.WriteString("0\r\n\r\n")
+	case len(b.sizes) == 1:
+		fmt.Fprintf(out, "Content-Length: %d\r\n\r\n", len(body))
+		out.Write(body)
+	default:
+		out.WriteString("\r\n")
+	}
 }
 
 // wantSpliced fails unless p spliced at least min bytes: without that the
@@ -178,24 +192,18 @@ func testBody(i, n int) []byte {
 // Content-Length and chunked bodies of every size reach the backend whole,
 // each head read right behind a spliced body, and the answers come back.
 func TestSplicedRequestBodies(t *testing.T) {
-	bodies := [][]int{ // nil: no body; one size: Content-Length; more: chunks
-		{3<<20 + 1},
-		{200 << 10, 5, 300 << 10, 70000, 1},
-		nil,
-		{10},
-		{64 << 10, 1 << 20},
-		{2<<20 + 3},
-	}
-	sum := func(sizes []int) (n int) {
-		for _, s := range sizes {
-			n += s
-		}
-		return n
+	bodies := []testBodyShape{
+		{sizes: []int{3<<20 + 1}},
+		{chunked: true, sizes: []int{200 << 10, 5, 300 << 10, 70000, 1}},
+		{},
+		{sizes: []int{10}},
+		{chunked: true, sizes: []int{64 << 10, 1 << 20}},
+		{sizes: []int{2<<20 + 3}},
 	}
 	backendDone := make(chan error, 1)
 	be := testutil.RawBackend(t, func(c *net.TCPConn) {
 		br := bufio.NewReader(c)
-		for i, sizes := range bodies {
+		for i, shape := range bodies {
 			req, err := http.ReadRequest(br)
 			if err != nil {
 				backendDone <- fmt.Errorf("request %d: %v", i, err)
@@ -206,7 +214,7 @@ func TestSplicedRequestBodies(t *testing.T) {
 				backendDone <- fmt.Errorf("request %d body: %v", i, err)
 				return
 			}
-			if want := testBody(i, sum(sizes)); !bytes.Equal(got, want) {
+			if want := testBody(i, shape.total()); !bytes.Equal(got, want) {
 				backendDone <- fmt.Errorf("request %d: %d body bytes, want %d; equal: false", i, len(got), len(want))
 				return
 			}
@@ -225,24 +233,12 @@ func TestSplicedRequestBodies(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	var reqs bytes.Buffer
-	for i, sizes := range bodies {
-		b := testBody(i, sum(sizes))
-		switch len(sizes) {
-		case 0:
-			fmt.Fprintf(&reqs, "GET /%d HTTP/1.1\r\nHost: up.test\r\n\r\n", i)
-		case 1:
-			fmt.Fprintf(&reqs, "PUT /%d HTTP/1.1\r\nHost: up.test\r\nContent-Length: %d\r\n\r\n", i, len(b))
-			reqs.Write(b)
-		default:
-			fmt.Fprintf(&reqs, "POST /%d HTTP/1.1\r\nHost: up.test\r\nTransfer-Encoding: chunked\r\n\r\n", i)
-			for _, n := range sizes {
-				fmt.Fprintf(&reqs, "%x\r\n", n)
-				reqs.Write(b[:n])
-				reqs.WriteString("\r\n")
-				b = b[n:]
-			}
-			reqs.WriteString("0\r\n\r\n")
+	for i, shape := range bodies {
+		method := "PUT"
+		if shape.total() == 0 {
+			method = "GET"
 		}
+		shape.write(&reqs, fmt.Sprintf("%s /%d HTTP/1.1\r\nHost: up.test\r\n", method, i), i)
 	}
 	wrote := make(chan error, 1)
 	go func() { _, err := c.Write(reqs.Bytes()); wrote <- err }()
@@ -263,9 +259,5 @@ func TestSplicedRequestBodies(t *testing.T) {
 	if err := <-backendDone; err != nil {
 		t.Fatal(err)
 	}
-	all := 0
-	for _, sizes := range bodies {
-		all += sum(sizes)
-	}
-	wantSpliced(t, p, int64(all/2))
+	wantSpliced(t, p, totalOf(bodies)/2)
 }
