@@ -39,11 +39,11 @@ const (
 	DefaultDrainGrace      = time.Second
 )
 
-// idleBucket holds the idle connections to one backend address, most
-// recently parked last (reused first, so the oldest expire).
 // maxSpareBuckets bounds the emptied buckets a loop keeps for reuse.
 const maxSpareBuckets = 64
 
+// idleBucket holds the idle connections to one backend address, most
+// recently parked last (reused first, so the oldest expire).
 type idleBucket struct {
 	conns []*conn
 	b     *balancer.Backend // the backend the last connection was parked for (health, drain)

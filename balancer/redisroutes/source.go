@@ -120,9 +120,9 @@ type Source struct {
 	havePublished bool
 	snapshotStale bool // deltas went out that the snapshot file does not have
 	fleetDown     map[string]bool
-	// The fleet's dead keys are scanned once a full sync has read the
-	// routes, off its critical path (see fullSync). fleetRes receives the scan's result (made per
-	// session, capacity 1). fleetMsgs is non-nil while a scan is in flight
+	// The fleet's dead keys are scanned once a full sync's routes are
+	// published, off its critical path (see fullSync). fleetRes receives
+	// the scan's result (made per session, capacity 1). fleetMsgs is non-nil while a scan is in flight
 	// and holds the addresses health messages set meanwhile: they are newer
 	// than the scan's view and win over it. in is the session's inbox.
 	fleetRes     chan fleetResult

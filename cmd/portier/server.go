@@ -385,12 +385,6 @@ func (s *server) redisStatus() func() admin.RedisStatus {
 	}
 }
 
-// reload re-reads the config file: new routes and pools apply to new
-// connections, open ones are untouched. Settings that need new sockets or
-// loops are reported and keep their running values. The table is built once
-// (validation and build are one step, each name resolved once) while holding
-// s.mu: a Redis change that arrives meanwhile waits and then applies to the
-// new configuration.
 // releaseAfterBuild returns the heap's free memory to the OS once a table
 // of at least bigTable routes was built and stored. Such a build leaves its
 // scratch behind (a full sync's read buffers, the build's sort buffers, the
@@ -407,6 +401,12 @@ func releaseAfterBuild(routes int) {
 // bigTable is the size from which releaseAfterBuild forces the collection.
 const bigTable = 50_000
 
+// reload re-reads the config file: new routes and pools apply to new
+// connections, open ones are untouched. Settings that need new sockets or
+// loops are reported and keep their running values. The table is built once
+// (validation and build are one step, each name resolved once) while holding
+// s.mu: a Redis change that arrives meanwhile waits and then applies to the
+// new configuration.
 func (s *server) reload(path string) {
 	cfg, err := config.Load(path)
 	if err != nil {
