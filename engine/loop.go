@@ -92,7 +92,8 @@ type loop struct {
 	rsaLen uint32
 	pa     netpoll.PollAttachment
 
-	sweepTask, stopTask, readyTask, unlimitTask queue.Func
+	sweepTask, stopTask, unlimitTask queue.Func
+	tasks                            taskQueue // functions run on the loop (trigger)
 
 	exited chan struct{} // closed when run has returned
 
@@ -111,6 +112,10 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	}
 	l := &loop{id: id, e: e, poller: p, epfd: epfd, buf: make([]byte, readBufSize), now: time.Now().UnixNano(),
 		ev: e.events.Producer(), lnArmed: true, exited: make(chan struct{})}
+	if err := l.tasks.init(epfd); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
 	// The splice pipe is made with the loop, not on first use, so that a
 	// loop's own descriptors are fixed from its start. Without one, bulk
 	// bytes are read and written like any others.
@@ -131,7 +136,6 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	l.idle = make(map[string]*idleBucket)
 	l.drops = make([][2]int, 0, 16)
 	l.sweepTask = func(any) error { l.sweep(); return nil }
-	l.readyTask = func(any) error { l.runReady(); return nil }
 	l.unlimitTask = func(any) error { l.unlimit(); return nil }
 	l.stopTask = func(any) error {
 		l.closeAll()
@@ -140,16 +144,10 @@ func newLoop(e *Engine, id int) (*loop, error) {
 	return l, nil
 }
 
-func (l *loop) trigger(f queue.Func) {
-	_ = l.poller.Trigger(queue.HighPriority, f, nil)
-}
-
 func (l *loop) run() {
-	// Not locked to its OS thread: gnet's poller yields (runtime.Gosched)
-	// whenever a zero-timeout poll finds nothing, and a locked goroutine
-	// that yields hands its P to another thread and back (two futex
-	// wake-ups per batch); see docs/design.md.
-	err := l.poller.Polling(l.onEvent)
+	// Not locked to its OS thread: a locked goroutine that blocks or yields
+	// hands its P to another thread and back; see docs/design.md.
+	err := l.wait()
 	if err != nil && !errors.Is(err, gerrors.ErrEngineShutdown) {
 		l.logLoop(slog.LevelError, kindLoopStopped, "event loop stopped", "", err)
 	}
@@ -169,6 +167,7 @@ func (l *loop) release() {
 		}
 	}
 	_ = l.poller.Close()
+	_ = unix.Close(l.tasks.efd)
 }
 
 func (l *loop) closeAll() {
@@ -211,17 +210,17 @@ func (l *loop) setConn(fd int, c *conn) {
 	l.conns[fd] = c
 }
 
-func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
+func (l *loop) onEvent(token int, ev netpoll.IOEvent) {
 	fd := token & (1<<genShift - 1)
 	if l.q != nil && l.quicEvent(fd) {
-		return nil
+		return
 	}
 	if fd >= len(l.conns) {
-		return nil
+		return
 	}
 	c := l.conns[fd]
 	if c == nil || int(c.gen) != token>>genShift {
-		return nil // an event of a closed socket whose descriptor number was reused
+		return // an event of a closed socket whose descriptor number was reused
 	}
 	if ev&unix.EPOLLERR != 0 {
 		c.flags |= fConnErr
@@ -250,7 +249,7 @@ func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		if c.flags&fWriteReady != 0 && c.pend != nil {
 			l.flush(c)
 			if c.state != stForward {
-				return nil
+				return
 			}
 		}
 		if c.flags&fReadReady != 0 {
@@ -264,7 +263,6 @@ func (l *loop) onEvent(token int, ev netpoll.IOEvent, _ netpoll.IOFlags) error {
 		// The client waits for its backend to connect; its bytes stay in the
 		// socket (flow control) until then.
 	}
-	return nil
 }
 
 // getBuf returns a buffer for bytes a peer could not take yet.
@@ -304,10 +302,7 @@ func (l *loop) scheduleRead(c *conn) {
 	}
 	c.flags |= fQueued
 	l.ready = append(l.ready, c)
-	if !l.readyQueue {
-		l.readyQueue = true
-		l.trigger(l.readyTask)
-	}
+	l.readyQueue = true // run by wait after this batch
 }
 
 func (l *loop) runReady() {

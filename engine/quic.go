@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2/pkg/netpoll"
-	"github.com/panjf2000/gnet/v2/pkg/queue"
 	"golang.org/x/sys/unix"
 
 	"github.com/portier/portier/accesslog"
@@ -634,10 +633,10 @@ func (l *loop) quicHandOver(ln *qlistener, key qkey, d []byte) bool {
 		owner := v.(*loop)
 		dd := append([]byte(nil), d...)
 		sa, salen, idx := l.rsa, l.rsaLen, ln.idx
-		_ = owner.poller.Trigger(queue.HighPriority, func(any) error {
+		owner.trigger(func(any) error {
 			owner.quicForeign(idx, key, sa, salen, dd)
 			return nil
-		}, nil)
+		})
 		return true
 	}
 	return false

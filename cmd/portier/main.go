@@ -26,6 +26,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cpus := runtime.GOMAXPROCS(0)
 	if len(args) > 0 && args[0] == "route" {
 		return runRoute(args[1:], stdout, stderr)
 	}
@@ -115,13 +116,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	srv, err := startServer(cfg, logger, runOptions{loops: *loops, logQueue: *logQueue, logBurst: *logBurst,
-		logDropped: logOut.Dropped})
+	// The CPUs the process may use (affinity, cgroup quota) as the runtime
+	// read them at start, before spareProcessor raises GOMAXPROCS.
+	srv, err := startServer(cfg, logger, runOptions{loops: *loops, cpus: cpus, spareP: true,
+		logQueue: *logQueue, logBurst: *logBurst, logDropped: logOut.Dropped})
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)
 		return 1
 	}
-	logger.Info("portier started", "version", version, "routes", srv.router.Load().Len(), "loops", srv.eng.Loops(), "pid", os.Getpid())
+	logger.Info("portier started", "version", version, "routes", srv.router.Load().Len(), "loops", srv.eng.Loops(), "gomaxprocs", runtime.GOMAXPROCS(0), "pid", os.Getpid())
 
 	// Reloads run off the signal loop, so a SIGTERM during a slow one (a
 	// config on a hung network file system, names that resolve slowly) is
