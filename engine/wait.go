@@ -107,9 +107,11 @@ func (l *loop) runTasks() error {
 	return nil
 }
 
-// wait is the loop: poll, handle the batch, then poll again without a
-// timeout and sleep only when that finds nothing and no deferred read is
-// queued (scheduleRead).
+// wait is the loop: wait for events, handle the batch, and wait again,
+// without the zero-timeout poll gnet makes first: with a spare P the
+// blocking wait keeps its P, and that extra poll after every batch cost
+// more than it saved (docs/design.md). Only deferred reads (scheduleRead)
+// make the next poll one that does not sleep.
 func (l *loop) wait() error {
 	events := make([]unix.EpollEvent, waitEvents)
 	msec := -1
@@ -136,7 +138,7 @@ func (l *loop) wait() error {
 		if l.readyQueue {
 			l.runReady()
 		}
-		if n > 0 || l.readyQueue {
+		if l.readyQueue {
 			msec = 0
 		} else {
 			msec = -1
