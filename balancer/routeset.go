@@ -26,8 +26,9 @@ type RouteSet struct {
 // scan, a snapshot file) may reuse its buffers and leaves no copy of every
 // route behind.
 type RouteSetBuilder struct {
-	s  *RouteSet
-	in *interner
+	s    *RouteSet
+	in   *interner
+	sink uint64 // keeps SetContents's early slot loads (their value is not needed)
 }
 
 // NewRouteSetBuilder returns a builder for about sizeHint routes.
@@ -66,6 +67,28 @@ func (b *RouteSetBuilder) SetContent(name []byte, id uint32) error {
 	}
 	b.s.spellings = b.s.spellings || !lowerNoDot(name)
 	return b.s.idx.put(name, id)
+}
+
+// SetContents sets names[k] to ids[k], in order, as SetContent does, with
+// the cache misses of up to 16 names overlapped: the bulk path for a caller
+// that has many routes at hand (a snapshot file).
+func (b *RouteSetBuilder) SetContents(names [][]byte, ids []uint32) error {
+	for len(names) > 0 {
+		n := min(len(names), putBatchSize)
+		for _, name := range names[:n] {
+			if len(name) > maxName {
+				return errNameTooLong
+			}
+			b.s.spellings = b.s.spellings || !lowerNoDot(name)
+		}
+		sink, err := b.s.idx.putBatch(names[:n], ids[:n])
+		b.sink += sink
+		if err != nil {
+			return err
+		}
+		names, ids = names[n:], ids[n:]
+	}
+	return nil
 }
 
 // Set adds r, replacing an earlier route of the same name. See Content.
