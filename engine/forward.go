@@ -330,12 +330,11 @@ func (l *loop) closeConn(c *conn) {
 	}
 }
 
-// ended accounts for a client connection that is closing.
+// ended accounts for a client connection that is closing. The open counts
+// drop last: whoever waits for them to reach zero (Shutdown, then the
+// access log's Close) finds the connection's record already queued.
 func (l *loop) ended(c *conn) {
-	l.e.stats.Open.Add(-1)
-	l.e.slotFreed()
 	ls := &l.e.stats.Listeners[c.ln.idx]
-	ls.Open.Add(-1)
 	o := c.outcome
 	if o == OutcomeForwarded && c.reason == nil && c.state != stForward && c.bytesDown == 0 && c.backend == nil {
 		o = OutcomeClosedEarly
@@ -372,4 +371,7 @@ func (l *loop) ended(c *conn) {
 		}
 		al.Log(r) // never blocks; a full queue counts a dropped line
 	}
+	ls.Open.Add(-1)
+	l.e.stats.Open.Add(-1)
+	l.e.slotFreed()
 }
