@@ -99,29 +99,27 @@ func (x *nameIndex) getString(name string) (uint32, bool) { return x.get(bytesOf
 // put sets the id of name (at most maxName bytes), adding the name if new.
 func (x *nameIndex) put(name []byte, id uint32) error { return x.putHashed(name, x.hash(name), id) }
 
-// putBatchSize is how many names putBatch takes: enough independent slot
-// loads in flight to hide most of a memory latency each.
-const putBatchSize = 16
+// missBatch is how many names a bulk path handles between its early loads
+// and its work (putBatch here, AddSet's reads of a set's records): enough
+// independent loads in flight to hide most of a memory latency each.
+const missBatch = 16
 
-// putBatch puts names[k] to ids[k] in order, as put does (a later equal
-// name wins), after first reading each name's home slot: in a large index
-// nearly every put misses the cache on its slot, and read one after
-// another those misses would not overlap. It returns a value of the early
-// loads for the caller to keep, so that they are not optimised away.
+// putBatch puts names[k] to ids[k] (at most missBatch of them) in order, as
+// put does (a later equal name wins), after first reading each name's home
+// slot: in a large index nearly every put misses the cache on its slot, and
+// read one after another those misses would not overlap. It returns a value
+// of the early loads for the caller to keep, so that they are not optimised
+// away.
 func (x *nameIndex) putBatch(names [][]byte, ids []uint32) (uint64, error) {
-	var hs [putBatchSize]uint64
+	var hs [missBatch]uint64
 	var sink uint64
 	mask := len(x.slots) - 1
-	for k, name := range names[:min(len(names), putBatchSize)] {
+	for k, name := range names {
 		hs[k] = x.hash(name)
 		sink += x.slots[int(hs[k])&mask]
 	}
 	for k, name := range names {
-		h := hs[k&(putBatchSize-1)]
-		if k >= putBatchSize {
-			h = x.hash(name)
-		}
-		if err := x.putHashed(name, h, ids[k]); err != nil {
+		if err := x.putHashed(name, hs[k], ids[k]); err != nil {
 			return sink, err
 		}
 	}

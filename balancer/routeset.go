@@ -62,11 +62,20 @@ func (b *RouteSetBuilder) Content(r RouteSpec) (uint32, error) {
 // SetContent sets the route name (at most 255 bytes) to the content id,
 // replacing an earlier route of that name.
 func (b *RouteSetBuilder) SetContent(name []byte, id uint32) error {
+	if err := b.admit(name); err != nil {
+		return err
+	}
+	return b.s.idx.put(name, id)
+}
+
+// admit checks a name's length and notes whether it is spelled other than
+// normalised (RouteSet.spellings).
+func (b *RouteSetBuilder) admit(name []byte) error {
 	if len(name) > maxName {
 		return errNameTooLong
 	}
 	b.s.spellings = b.s.spellings || !lowerNoDot(name)
-	return b.s.idx.put(name, id)
+	return nil
 }
 
 // SetContents sets names[k] to ids[k], in order, as SetContent does, with
@@ -74,12 +83,11 @@ func (b *RouteSetBuilder) SetContent(name []byte, id uint32) error {
 // that has many routes at hand (a snapshot file).
 func (b *RouteSetBuilder) SetContents(names [][]byte, ids []uint32) error {
 	for len(names) > 0 {
-		n := min(len(names), putBatchSize)
+		n := min(len(names), missBatch)
 		for _, name := range names[:n] {
-			if len(name) > maxName {
-				return errNameTooLong
+			if err := b.admit(name); err != nil {
+				return err
 			}
-			b.s.spellings = b.s.spellings || !lowerNoDot(name)
 		}
 		sink, err := b.s.idx.putBatch(names[:n], ids[:n])
 		b.sink += sink

@@ -292,10 +292,9 @@ func (tb *Builder) AddSet(set *RouteSet, over map[string]*RouteSpec) error {
 		if !set.spellings {
 			sortByPosition(refs, make([]posRef, len(refs)))
 		}
-		const batch = 16
 		var sink byte
-		for i := 0; i < len(refs) && err == nil; i += batch {
-			part := refs[i:min(i+batch, len(refs))]
+		for i := 0; i < len(refs) && err == nil; i += missBatch {
+			part := refs[i:min(i+missBatch, len(refs))]
 			for _, r := range part {
 				c, o := set.idx.record(r.ref)
 				sink += c[o]
