@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	// The CPUs the process may use (affinity, cgroup quota) as the runtime
 	// read them at start, before spareProcessor raises GOMAXPROCS.
-	srv, err := startServer(cfg, logger, runOptions{loops: *loops, cpus: cpus, spareP: true,
+	srv, err := startServer(cfg, logger, runOptions{loops: *loops, cpus: cpus,
 		logQueue: *logQueue, logBurst: *logBurst, logDropped: logOut.Dropped})
 	if err != nil {
 		fmt.Fprintf(stderr, "portier: %v\n", err)

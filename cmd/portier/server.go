@@ -200,8 +200,7 @@ func (s *server) applyDelta(set []balancer.RouteSpec, del []string) {
 // runOptions are the command line's settings that the config file does not hold.
 type runOptions struct {
 	loops              int           // overrides cfg.Loops when > 0
-	cpus               int           // loops when neither sets them: GOMAXPROCS at start; 0: the engine's default
-	spareP             bool          // set GOMAXPROCS to the loops + 1 (spareProcessor)
+	cpus               int           // GOMAXPROCS at start: loops when neither sets them, and GOMAXPROCS becomes loops + 1 (spareProcessor); 0: neither (tests in this process)
 	logQueue, logBurst int           // engine.Options.LogQueue, LogBurst
 	logDropped         func() uint64 // lines the process log dropped; nil: none
 }
@@ -258,10 +257,10 @@ func startServer(cfg *config.Config, logger *slog.Logger, ro runOptions) (s *ser
 	if ro.loops > 0 {
 		opts.Loops = ro.loops
 	}
-	if opts.Loops <= 0 {
-		opts.Loops = ro.cpus
-	}
-	if ro.spareP {
+	if ro.cpus > 0 {
+		if opts.Loops <= 0 {
+			opts.Loops = ro.cpus
+		}
 		spareProcessor(opts.Loops)
 	}
 	for _, ln := range cfg.Listeners {
